@@ -1,0 +1,126 @@
+"""The `faceattr` command line. TensorFlow is imported only by the commands that need it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from faceattr.data import DataError, scan, split_frame
+
+
+class UsageError(ValueError):
+    """A bad command-line value, reported as one line."""
+
+
+def summarise_scan(data: str) -> dict:
+    """Scan DATA and return the counts that `faceattr scan` reports."""
+    result = scan(data, progress=sys.stderr.isatty())
+    frame = result.frame
+    return {
+        "data": str(data),
+        "valid": len(frame),
+        "skipped": len(result.skipped),
+        "skipped_by_reason": result.skipped_by_reason(),
+        "gender": {str(k): int(v) for k, v in frame["gender_name"].value_counts().items()},
+        "race": {str(k): int(v) for k, v in frame["race_name"].value_counts().items()},
+        "age": {"min": int(frame["age"].min()), "median": float(frame["age"].median()),
+                "max": int(frame["age"].max())},
+        "split": {str(k): int(v) for k, v in split_frame(frame)["split"].value_counts().items()},
+    }
+
+
+def print_summary(summary: dict) -> None:
+    """Print a scan summary as a readable report."""
+    print(f"{summary['data']}: {summary['valid']} valid images, {summary['skipped']} skipped")
+    for reason, count in summary["skipped_by_reason"].items():
+        print(f"  skipped  {count:6d}  {reason}")
+    for field in ("gender", "race", "split"):
+        print(f"{field}: " + ", ".join(f"{name} {count}" for name, count in summary[field].items()))
+    age = summary["age"]
+    print(f"age: min {age['min']}, median {age['median']:g}, max {age['max']}")
+
+
+def command_sample(args: argparse.Namespace) -> int:
+    """Write the synthetic sample."""
+    from faceattr.sample import MARKER, write_sample
+
+    out = Path(args.out_dir)
+    if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
+        raise UsageError(f"{out} is not empty and is not a faceattr sample; choose an empty or new folder.")
+    if args.n < 10:
+        raise UsageError(f"--n {args.n} is too small; use at least 10 images.")
+    write_sample(out, args.n, args.seed)
+    print(f"wrote {args.n} synthetic faces (+ planted broken files) to {out}")
+    return 0
+
+
+def command_scan(args: argparse.Namespace) -> int:
+    """Scan a data set and report counts."""
+    summary = summarise_scan(args.data)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print_summary(summary)
+    return 0
+
+
+def command_run(args: argparse.Namespace) -> int:
+    """The main job: scan, split and report into RUN_DIR."""
+    from faceattr.data import is_sample, resolve_data_dir, save_split
+
+    data_dir = resolve_data_dir(args.data)
+    summary = summarise_scan(str(data_dir))
+    result = scan(data_dir)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_split(split_frame(result.frame, seed=args.seed), out / "split.csv")
+    result.skipped.to_csv(out / "skipped.csv", index=False)
+    (out / "scan.json").write_text(json.dumps(summary, indent=2))
+    print_summary(summary)
+    if is_sample(data_dir):
+        print("note: this is the SYNTHETIC sample; its numbers say nothing about real faces.")
+    print(f"results in {out}/ (split.csv, skipped.csv, scan.json)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(prog="faceattr", description="UTKFace multi-task teaching kit.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    sample = commands.add_parser("sample", help="write the synthetic sample data set")
+    sample.add_argument("out_dir")
+    sample.add_argument("--n", type=int, default=2000, help="number of valid faces (default 2000)")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.set_defaults(handler=command_sample)
+
+    scan_parser = commands.add_parser("scan", help="scan a UTKFace folder or .tar.gz and report counts")
+    scan_parser.add_argument("data")
+    scan_parser.add_argument("--json", action="store_true", help="print one JSON object")
+    scan_parser.set_defaults(handler=command_scan)
+
+    run = commands.add_parser("run", help="the main job on DATA (default: data/UTKFace if present, else the sample)")
+    run.add_argument("--data", default="auto", help='a folder, a .tar.gz, "sample" or "auto" (default)')
+    run.add_argument("--out", default="runs/latest", help="run folder (default runs/latest)")
+    run.add_argument("--seed", type=int, default=42)
+    run.set_defaults(handler=command_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; bad input becomes a one-line error and exit status 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (DataError, UsageError, FileNotFoundError) as error:
+        print(f"faceattr {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"faceattr {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,295 @@
+"""UTKFace data layer: filename parsing, scanning a folder or tarball, and splitting."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from faceattr.labels import AGE_MAX, AGE_MIN, GENDER_NAMES, RACE_NAMES, age_band
+
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png")
+SCAN_FORMAT_VERSION = "1"  # bump when the parser or the scan's columns change
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class DataError(ValueError):
+    """Bad data input, with a message that says what to do."""
+
+
+class DatasetNotFound(DataError, FileNotFoundError):
+    """The data path does not exist."""
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """The result of parsing one file name: labels, or the reason it was rejected."""
+
+    age: int | None = None
+    gender: int | None = None
+    race: int | None = None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the name parsed into valid labels."""
+        return self.reason is None
+
+
+def parse_filename(name: str) -> Parsed:
+    """Parse `[age]_[gender]_[race]_[datetime].jpg(.chip.jpg)` into labels or a reason."""
+    base = os.path.basename(name)
+    if not base.lower().endswith(IMAGE_SUFFIXES):
+        return Parsed(reason="not an image file")
+    fields = base.split("_")
+    if len(fields) < 4:
+        return Parsed(reason="missing field")
+    age_text, gender_text, race_text = fields[:3]
+    if "" in (age_text, gender_text, race_text):
+        return Parsed(reason="empty field")
+    if not (age_text.isdigit() and gender_text.isdigit() and race_text.isdigit()):
+        return Parsed(reason="non-numeric field")
+    age, gender, race = int(age_text), int(gender_text), int(race_text)
+    if not AGE_MIN <= age <= AGE_MAX:
+        return Parsed(reason="age out of range")
+    if gender >= len(GENDER_NAMES):
+        return Parsed(reason="gender code out of range")
+    if race >= len(RACE_NAMES):
+        return Parsed(reason="race code out of range")
+    return Parsed(age=age, gender=gender, race=race)
+
+
+def check_image(path: str | Path) -> str | None:
+    """Decode an image cheaply; return None if it is readable, else the reason."""
+    from PIL import Image
+
+    if os.path.getsize(path) == 0:
+        return "empty file (0 bytes)"
+    try:
+        with Image.open(path) as image:
+            image.draft("RGB", (image.width // 8 or 1, image.height // 8 or 1))
+            image.load()
+    except (OSError, SyntaxError, ValueError):
+        return "unreadable image (truncated or corrupt)"
+    return None
+
+
+@dataclass
+class ScanResult:
+    """What a scan found: one row per valid image, and one row per skipped file."""
+
+    frame: pd.DataFrame
+    skipped: pd.DataFrame
+    root: Path
+
+    def skipped_by_reason(self) -> dict[str, int]:
+        """Count skipped files per reason, most common first."""
+        return {str(k): int(v) for k, v in self.skipped["reason"].value_counts().items()}
+
+
+def default_cache_dir() -> Path:
+    """Return the kit's cache folder (FACEATTR_CACHE_DIR, else ~/.cache/faceattr)."""
+    configured = os.environ.get("FACEATTR_CACHE_DIR")
+    return Path(configured) if configured else Path.home() / ".cache" / "faceattr"
+
+
+def list_files(root: Path) -> list[tuple[str, int, int]]:
+    """List (relative path, size, mtime_ns) of every file under `root`, sorted."""
+    entries = []
+    for folder, _dirs, names in os.walk(root):
+        for name in names:
+            full = os.path.join(folder, name)
+            stat = os.stat(full)
+            entries.append((os.path.relpath(full, root), stat.st_size, stat.st_mtime_ns))
+    return sorted(entries)
+
+
+def build_frame(rows: list[dict], root: Path) -> pd.DataFrame:
+    """Turn parsed rows into the labelled DataFrame, sorted by file."""
+    columns = ["file", "age", "gender", "race"]
+    frame = pd.DataFrame(rows, columns=columns).sort_values("file", ignore_index=True)
+    frame[["age", "gender", "race"]] = frame[["age", "gender", "race"]].astype("int64")
+    frame["gender_name"] = [GENDER_NAMES[g] for g in frame["gender"]]
+    frame["race_name"] = [RACE_NAMES[r] for r in frame["race"]]
+    frame["age_band"] = [age_band(a) for a in frame["age"]]
+    frame["path"] = [str(root / f) for f in frame["file"]]
+    return frame
+
+
+def scan_folder(root: Path, progress: bool = False, workers: int = 8) -> ScanResult:
+    """Scan a folder recursively; parse names and check every image decodes."""
+    files = list_files(root)
+    rows, skipped, to_check = [], [], []
+    for relative, _size, _mtime in files:
+        parsed = parse_filename(relative)
+        if parsed.ok:
+            to_check.append((relative, parsed))
+        else:
+            skipped.append({"file": relative, "reason": parsed.reason})
+    iterator = ThreadPoolExecutor(workers).map(check_image, [root / r for r, _ in to_check])
+    if progress and len(to_check) > 2000:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, total=len(to_check), desc="checking images", unit="img")
+    for (relative, parsed), problem in zip(to_check, iterator):
+        if problem:
+            skipped.append({"file": relative, "reason": problem})
+        else:
+            rows.append({"file": relative, "age": parsed.age, "gender": parsed.gender, "race": parsed.race})
+    skipped_frame = pd.DataFrame(skipped, columns=["file", "reason"]).sort_values("file", ignore_index=True)
+    return ScanResult(build_frame(rows, root), skipped_frame, root)
+
+
+def extract_tarball(archive: Path, cache_dir: Path) -> Path:
+    """Extract a UTKFace .tar.gz into the cache (once) and return the folder."""
+    stat = archive.stat()
+    key = hashlib.sha1(f"{archive.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    target = cache_dir / "extracted" / key
+    if target.exists():
+        return target
+    staging = Path(f"{target}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = [m for m in tar.getmembers() if m.isfile()]
+            if not any(parse_filename(m.name).ok for m in members):
+                raise DataError(f"{archive} is not a UTKFace archive: it holds no files named "
+                                "age_gender_race_datetime.jpg. Download UTKFace.tar.gz (see data/README.md).")
+            staging.mkdir(parents=True)
+            tar.extractall(staging, members=members, filter="data")
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise DataError(f"{archive} is not a readable .tar.gz ({error}). "
+                        "Re-download UTKFace.tar.gz (see data/README.md).") from error
+    staging.rename(target)
+    return target
+
+
+def scan_cache_key(root: Path, files: list[tuple[str, int, int]]) -> str:
+    """Hash the folder's path and file list into a cache key."""
+    digest = hashlib.sha1(f"{SCAN_FORMAT_VERSION}|{root.resolve()}".encode())
+    for entry in files:
+        digest.update(repr(entry).encode())
+    return digest.hexdigest()[:20]
+
+
+def scan(data: str | Path, progress: bool = False, cache: bool = True) -> ScanResult:
+    """Scan a UTKFace folder or .tar.gz; return valid images and a skip report."""
+    path = Path(data).expanduser()
+    if not path.exists():
+        raise DatasetNotFound(f"{path} does not exist. Download UTKFace.tar.gz (see data/README.md) "
+                              "or run `faceattr sample data/sample` for the synthetic sample.")
+    cache_dir = default_cache_dir()
+    if path.is_file():
+        if not path.name.endswith((".tar.gz", ".tgz", ".tar")):
+            raise DataError(f"{path} is a file, not a folder or a .tar.gz. "
+                            "Point DATA at the UTKFace folder or at UTKFace.tar.gz.")
+        path = extract_tarball(path, cache_dir)
+    root = path.resolve()
+    files = list_files(root)
+    cache_file = cache_dir / "scans" / f"{scan_cache_key(root, files)}.pkl"
+    if cache and cache_file.exists():
+        frame, skipped = pd.read_pickle(cache_file)
+        result = ScanResult(frame, skipped, root)
+    else:
+        result = scan_folder(root, progress=progress)
+    if result.frame.empty:
+        raise DataError(f"{path} holds no valid UTKFace images ({len(result.skipped)} files skipped). "
+                        "Files must be named age_gender_race_datetime.jpg; see data/README.md.")
+    if cache and not cache_file.exists():
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        pd.to_pickle((result.frame, result.skipped), cache_file)
+    return result
+
+
+def stratify_key(frame: pd.DataFrame, min_count: int) -> pd.Series:
+    """Race x gender x broad age group, coarsened until every group has `min_count` rows."""
+    broad_age = pd.cut(frame["age"], [0, 19, 39, 59, 200], labels=["0-19", "20-39", "40-59", "60+"])
+    fine = frame["race_name"] + "/" + frame["gender_name"] + "/" + broad_age.astype(str)
+    if fine.value_counts().min() >= min_count:
+        return fine
+    coarse = frame["race_name"] + "/" + frame["gender_name"]
+    if coarse.value_counts().min() >= min_count:
+        return coarse
+    return frame["race_name"]
+
+
+def split_frame(frame: pd.DataFrame, validation_fraction: float = 0.15, test_fraction: float = 0.15,
+                seed: int = 42) -> pd.DataFrame:
+    """Return `frame` with a `split` column (train/validation/test), stratified and seeded."""
+    from sklearn.model_selection import train_test_split
+
+    if not 0 < validation_fraction < 1 or not 0 < test_fraction < 1 or validation_fraction + test_fraction >= 1:
+        raise DataError(f"validation_fraction={validation_fraction} and test_fraction={test_fraction} "
+                        "must each be in (0, 1) and sum to less than 1.")
+    ordered = frame.sort_values("file", ignore_index=True)
+    holdout_fraction = validation_fraction + test_fraction
+    smallest_part = len(ordered) * min(validation_fraction, test_fraction, 1 - holdout_fraction)
+    if smallest_part < 1:
+        raise DataError(f"{len(ordered)} images are too few to split {1 - holdout_fraction:.0%}/"
+                        f"{validation_fraction:.0%}/{test_fraction:.0%}; use a folder with at least "
+                        f"{int(np.ceil(1 / min(validation_fraction, test_fraction, 1 - holdout_fraction)))} images.")
+    index = np.arange(len(ordered))
+    try:
+        key = stratify_key(ordered, min_count=4)
+        train_index, holdout_index = train_test_split(
+            index, test_size=holdout_fraction, random_state=seed, stratify=key)
+        validation_index, test_index = train_test_split(
+            holdout_index, test_size=test_fraction / holdout_fraction, random_state=seed,
+            stratify=key.iloc[holdout_index])
+    except ValueError:  # too few per group to stratify: fall back to a seeded shuffle
+        train_index, holdout_index = train_test_split(index, test_size=holdout_fraction, random_state=seed)
+        validation_index, test_index = train_test_split(
+            holdout_index, test_size=test_fraction / holdout_fraction, random_state=seed)
+    split = np.empty(len(ordered), dtype=object)
+    split[train_index], split[validation_index], split[test_index] = "train", "validation", "test"
+    return ordered.assign(split=split)
+
+
+def resolve_data_dir(data_dir: str | Path = "auto") -> Path:
+    """Resolve "auto" / "sample" to a real path; "auto" prefers data/UTKFace, else the sample."""
+    data_root = PROJECT_ROOT / "data"
+    if str(data_dir) == "auto":
+        for candidate in (data_root / "UTKFace", data_root / "UTKFace.tar.gz"):
+            if candidate.exists():
+                return candidate
+        data_dir = "sample"
+    if str(data_dir) == "sample":
+        from faceattr.sample import ensure_sample
+
+        return ensure_sample(data_root / "sample")
+    return Path(data_dir).expanduser()
+
+
+def is_sample(path: str | Path) -> bool:
+    """True when `path` is the kit's synthetic sample (it carries a SYNTHETIC marker file)."""
+    return (Path(path) / "SYNTHETIC.txt").exists()
+
+
+SPLIT_COLUMNS = ["file", "age", "gender", "race", "split"]
+
+
+def save_split(split: pd.DataFrame, path: str | Path) -> Path:
+    """Write a split (paths relative to the data folder) as CSV."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    split[SPLIT_COLUMNS].to_csv(path, index=False)
+    return path
+
+
+def load_split(path: str | Path, data_root: str | Path) -> pd.DataFrame:
+    """Read a split CSV and rebuild its full frame against `data_root`."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path} does not exist: run notebook 01 (or `faceattr train`) first to make the split.")
+    stored = pd.read_csv(path)
+    return build_frame(stored.drop(columns="split").to_dict("records"), Path(data_root)).merge(
+        stored[["file", "split"]], on="file")
