@@ -5,7 +5,6 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Put the venv first on PATH so Jupyter kernels started by papermill/nbval use it.
 export PATH := $(abspath $(BIN)):$(PATH)
-export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: run test lab bench sample clean
 

@@ -68,9 +68,9 @@ def command_scan(args: argparse.Namespace) -> int:
 
 def command_run(args: argparse.Namespace) -> int:
     """The main job: scan, split and report into RUN_DIR."""
-    from faceattr.data import is_sample, resolve_data_dir, save_split
+    from faceattr.data import is_sample, save_split
 
-    data_dir = resolve_data_dir(args.data)
+    data_dir = resolve_data(args.data)
     summary = summarise_scan(str(data_dir))
     result = scan(data_dir)
     out = Path(args.out)
@@ -83,6 +83,52 @@ def command_run(args: argparse.Namespace) -> int:
         print("note: this is the SYNTHETIC sample; its numbers say nothing about real faces.")
     print(f"results in {out}/ (split.csv, skipped.csv, scan.json)")
     return 0
+
+
+def format_metrics(metrics: dict) -> str:
+    """Headline test metrics as readable lines, flagged when the data is synthetic."""
+    test = metrics["test"]
+    lines = [f"test split: {test['n']} images" + (" (SYNTHETIC sample: says nothing about real faces)"
+                                                   if metrics["synthetic"] else "")]
+    for head in ("gender", "race"):
+        low, high = test[f"{head}_accuracy_ci95"]
+        lines.append(f"  {head:6s} accuracy {test[f'{head}_accuracy']:.3f} (95% CI {low:.3f}-{high:.3f}), "
+                     f"balanced {test[f'{head}_balanced_accuracy']:.3f}, macro-F1 {test[f'{head}_macro_f1']:.3f}")
+    lines.append(f"  age    MAE {test['age_mae']:.2f} years, age-band accuracy {test['age_band_accuracy']:.3f}")
+    return "\n".join(lines)
+
+
+def command_train(args: argparse.Namespace) -> int:
+    """Train one architecture and evaluate it on the full test split."""
+    from faceattr.defaults import check_settings
+
+    check_settings(args.arch, args.epochs, args.image_size, args.batch_size)  # before importing TensorFlow
+    from faceattr.data import resolve_data_dir
+    from faceattr.train import train_run
+
+    metrics = train_run(resolve_data_dir(args.data), args.out, arch=args.arch, num_epochs=args.epochs,
+                        batch_size=args.batch_size, image_size=args.image_size, seed=args.seed,
+                        overwrite=args.overwrite, augment=args.augment)
+    print(format_metrics(metrics))
+    print(f"results in {args.out}/ (model.keras, history.csv, metrics.json, config.json, predictions.csv)")
+    return 0
+
+
+def command_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate a trained run on the full test split."""
+    from faceattr.evaluate import evaluate_run
+
+    data = str(resolve_data(args.data)) if args.data else None
+    print(format_metrics(evaluate_run(args.run_dir, data)))
+    print(f"wrote {args.run_dir}/metrics.json and predictions.csv")
+    return 0
+
+
+def resolve_data(data: str) -> Path:
+    """Resolve "auto"/"sample" or a path given on the command line."""
+    from faceattr.data import resolve_data_dir
+
+    return resolve_data_dir(data)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,6 +147,23 @@ def build_parser() -> argparse.ArgumentParser:
     scan_parser.add_argument("--json", action="store_true", help="print one JSON object")
     scan_parser.set_defaults(handler=command_scan)
 
+    train = commands.add_parser("train", help="train a model and evaluate it on the full test split")
+    train.add_argument("--data", default="auto", help='a folder, a .tar.gz, "sample" or "auto" (default)')
+    train.add_argument("--out", required=True, help="run folder to create")
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--image-size", type=int, default=None, help="default: the architecture's own")
+    train.add_argument("--arch", default="default", help="default, batchnorm, original or mobilenet")
+    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--augment", action="store_true", help="flip/brightness/contrast augmentation")
+    train.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    train.set_defaults(handler=command_train)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a trained run on the full test split")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--data", default=None, help="default: the data the run was trained on")
+    evaluate.set_defaults(handler=command_evaluate)
+
     run = commands.add_parser("run", help="the main job on DATA (default: data/UTKFace if present, else the sample)")
     run.add_argument("--data", default="auto", help='a folder, a .tar.gz, "sample" or "auto" (default)')
     run.add_argument("--out", default="runs/latest", help="run folder (default runs/latest)")
@@ -114,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (DataError, UsageError, FileNotFoundError) as error:
+    except (DataError, UsageError, ValueError, FileNotFoundError) as error:
         print(f"faceattr {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

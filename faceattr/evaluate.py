@@ -1,0 +1,160 @@
+"""Evaluation on the whole test split: CIs, balanced accuracy, macro-F1, age by band, per group."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import balanced_accuracy_score, classification_report, confusion_matrix, f1_score
+
+from faceattr.labels import AGE_BAND_NAMES, GENDER_NAMES, RACE_NAMES, age_band
+
+Z_95 = 1.959964
+
+
+def wilson_interval(correct: int, total: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval for a proportion (95% by default); (nan, nan) when total is 0."""
+    if total == 0:
+        return (math.nan, math.nan)
+    share = correct / total
+    centre = (share + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * math.sqrt(share * (1 - share) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def predictions_frame(frame: pd.DataFrame, outputs: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Join model outputs (age in years, class probabilities) onto the rows they came from."""
+    result = frame[["file", "age", "gender", "race"]].reset_index(drop=True).copy()
+    result["pred_age"] = np.asarray(outputs["age"]).reshape(-1)
+    result["pred_gender"] = np.asarray(outputs["gender"]).argmax(axis=1)
+    result["pred_race"] = np.asarray(outputs["race"]).argmax(axis=1)
+    for index, name in enumerate(GENDER_NAMES):
+        result[f"prob_gender_{name}"] = np.asarray(outputs["gender"])[:, index]
+    for index, name in enumerate(RACE_NAMES):
+        result[f"prob_race_{name}"] = np.asarray(outputs["race"])[:, index]
+    result["gender_name"] = [GENDER_NAMES[i] for i in result["gender"]]
+    result["race_name"] = [RACE_NAMES[i] for i in result["race"]]
+    return result
+
+
+def classification_metrics(truth: np.ndarray, predicted: np.ndarray, classes: int) -> dict[str, float]:
+    """Accuracy with its 95% CI, balanced accuracy and macro-F1."""
+    correct = int((truth == predicted).sum())
+    low, high = wilson_interval(correct, len(truth))
+    return {
+        "accuracy": correct / len(truth) if len(truth) else math.nan,
+        "accuracy_ci95": [low, high],
+        "balanced_accuracy": float(balanced_accuracy_score(truth, predicted)) if len(truth) else math.nan,
+        "macro_f1": float(f1_score(truth, predicted, average="macro", labels=list(range(classes)),
+                                   zero_division=0)),
+    }
+
+
+def age_metrics(true_age: np.ndarray, predicted_age: np.ndarray) -> dict[str, float]:
+    """Mean absolute error in years (with a normal-approximation 95% CI) and age-band accuracy."""
+    errors = np.abs(np.asarray(predicted_age, float) - np.asarray(true_age, float))
+    spread = Z_95 * errors.std(ddof=1) / math.sqrt(len(errors)) if len(errors) > 1 else math.nan
+    same_band = [age_band(t) == age_band(p) for t, p in zip(true_age, predicted_age)]
+    return {"mae": float(errors.mean()), "mae_ci95": [float(errors.mean() - spread), float(errors.mean() + spread)],
+            "band_accuracy": float(np.mean(same_band))}
+
+
+def mae_by_band(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Age MAE and count for each true age band (0-2, 3-9, ..., 70+)."""
+    bands = predictions["age"].map(age_band)
+    errors = (predictions["pred_age"] - predictions["age"]).abs()
+    table = errors.groupby(bands).agg(["count", "mean"]).rename(columns={"count": "n", "mean": "age_mae"})
+    return table.reindex([b for b in AGE_BAND_NAMES if b in table.index])
+
+
+def summary_metrics(predictions: pd.DataFrame) -> dict[str, float | int | list]:
+    """The headline metrics of one set of predictions (all rows, never one batch)."""
+    gender = classification_metrics(predictions["gender"].to_numpy(), predictions["pred_gender"].to_numpy(),
+                                    len(GENDER_NAMES))
+    race = classification_metrics(predictions["race"].to_numpy(), predictions["pred_race"].to_numpy(),
+                                  len(RACE_NAMES))
+    age = age_metrics(predictions["age"].to_numpy(), predictions["pred_age"].to_numpy())
+    return {"n": int(len(predictions)),
+            **{f"gender_{k}": v for k, v in gender.items()},
+            **{f"race_{k}": v for k, v in race.items()},
+            **{f"age_{k}": v for k, v in age.items()}}
+
+
+def group_table(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Per race x gender group: n, gender and race accuracy with 95% CIs, and age MAE."""
+    rows = []
+    for (race_name, gender_name), group in predictions.groupby(["race_name", "gender_name"], sort=False):
+        gender_correct = int((group["gender"] == group["pred_gender"]).sum())
+        race_correct = int((group["race"] == group["pred_race"]).sum())
+        gender_low, gender_high = wilson_interval(gender_correct, len(group))
+        race_low, race_high = wilson_interval(race_correct, len(group))
+        rows.append({"race": race_name, "gender": gender_name, "n": len(group),
+                     "gender_accuracy": gender_correct / len(group), "gender_ci_low": gender_low,
+                     "gender_ci_high": gender_high, "race_accuracy": race_correct / len(group),
+                     "race_ci_low": race_low, "race_ci_high": race_high,
+                     "age_mae": float((group["pred_age"] - group["age"]).abs().mean())})
+    table = pd.DataFrame(rows)
+    order = {name: i for i, name in enumerate(RACE_NAMES)} | {name: i for i, name in enumerate(GENDER_NAMES)}
+    return table.sort_values(["race", "gender"], key=lambda column: column.map(order), ignore_index=True)
+
+
+def reports(predictions: pd.DataFrame) -> dict[str, str]:
+    """sklearn classification reports for the gender and race heads."""
+    return {
+        "gender": classification_report(predictions["gender"], predictions["pred_gender"],
+                                        labels=list(range(len(GENDER_NAMES))), target_names=list(GENDER_NAMES),
+                                        zero_division=0),
+        "race": classification_report(predictions["race"], predictions["pred_race"],
+                                      labels=list(range(len(RACE_NAMES))), target_names=list(RACE_NAMES),
+                                      zero_division=0),
+    }
+
+
+def confusion_matrices(predictions: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Confusion matrices (rows: truth, columns: prediction) for gender and race."""
+    result = {}
+    for head, names in (("gender", GENDER_NAMES), ("race", RACE_NAMES)):
+        matrix = confusion_matrix(predictions[head], predictions[f"pred_{head}"], labels=list(range(len(names))))
+        result[head] = pd.DataFrame(matrix, index=pd.Index(names, name="truth"),
+                                    columns=pd.Index(names, name="predicted"))
+    return result
+
+
+def predict(model, frame: pd.DataFrame, image_size: int, batch_size: int = 128) -> pd.DataFrame:
+    """Run the model over every row of `frame` in batches; return the predictions frame."""
+    from faceattr.pipeline import make_dataset
+
+    images = make_dataset(frame, image_size, batch_size, cache=False, with_labels=False)
+    return predictions_frame(frame, model.predict(images, verbose=0))
+
+
+def evaluate_run(run_dir, data: str | None = None, batch_size: int = 128) -> dict:
+    """Evaluate RUN_DIR's model on the full test split; write metrics.json and predictions.csv."""
+    import json
+    from pathlib import Path
+
+    from faceattr.data import is_sample, load_split, scan, split_frame
+    from faceattr.train import load_trained_model, write_json
+
+    run_dir = Path(run_dir)
+    model = load_trained_model(run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    data = data or config["data"]
+    result = scan(data)
+    if str(data) == str(config["data"]) and (run_dir / "split.csv").exists():
+        split = load_split(run_dir / "split.csv", result.root)
+    else:
+        split = split_frame(result.frame, seed=config["seed"])
+    test = split[split["split"] == "test"]
+    predictions = predict(model, test, config["image_size"], batch_size)
+    predictions.to_csv(run_dir / "predictions.csv", index=False)
+    metrics = {
+        "data": str(data),
+        "synthetic": is_sample(result.root),
+        "test": summary_metrics(predictions),
+        "by_group": group_table(predictions).to_dict("records"),
+        "by_age_band": mae_by_band(predictions).reset_index().to_dict("records"),
+    }
+    write_json(run_dir / "metrics.json", metrics)
+    return metrics

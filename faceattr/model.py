@@ -1,0 +1,152 @@
+"""Multi-task CNN builders (Keras functional API): shared trunk, age/gender/race heads."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+from keras import layers, ops
+
+from faceattr.defaults import ARCH_NAMES, DEFAULT_IMAGE_SIZE, DEFAULT_TRUNK, MIN_IMAGE_SIZE
+from faceattr.labels import AGE_MAX, GENDER_NAMES, RACE_NAMES
+
+ORIGINAL_IMAGE_SIZE = 198
+ORIGINAL_TRUNK = (32, 64, 128, 160, 192)
+ORIGINAL_LOSS_WEIGHTS = {"age": 2.0, "gender": 1.0, "race": 1.5}
+
+
+def head(features: keras.KerasTensor, units: int, name: str, activation: str | None = None,
+         dropout: float = 0.0) -> keras.KerasTensor:
+    """One task head: a 128-unit dense layer, optional dropout, then the named output layer."""
+    x = layers.Dense(128, activation="relu", name=f"{name}_dense")(features)
+    if dropout:
+        x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
+    return layers.Dense(units, activation=activation, name=name, dtype="float32")(x)
+
+
+def age_output(features: keras.KerasTensor, age_head: str, age_scale: float,
+               dropout: float = 0.0) -> keras.KerasTensor:
+    """The age head in years: "linear" (default) or "sigmoid" (the report's: sigmoid x max age)."""
+    if age_head not in ("linear", "sigmoid"):
+        raise ValueError(f"age_head={age_head!r} is unknown; use 'linear' or 'sigmoid'.")
+    raw = head(features, 1, "age_unit", activation="sigmoid" if age_head == "sigmoid" else None,
+               dropout=dropout)
+    return layers.Rescaling(age_scale, name="age", dtype="float32")(raw)
+
+
+def build_model(image_size: int = DEFAULT_IMAGE_SIZE, trunk_filters: tuple[int, ...] = DEFAULT_TRUNK,
+                batch_norm: bool = False, dropout: float = 0.0, pooling: str = "max",
+                age_head: str = "linear", age_scale: float = AGE_MAX, name: str = "faceattr") -> keras.Model:
+    """Shared conv trunk (3x3 conv, relu, 2x2 max pool per block) with three heads."""
+    if image_size < max(MIN_IMAGE_SIZE, 2 ** len(trunk_filters)):
+        raise ValueError(f"image_size={image_size} is too small for {len(trunk_filters)} pooling blocks; "
+                         f"use at least {max(MIN_IMAGE_SIZE, 2 ** len(trunk_filters))}.")
+    if pooling not in ("max", "average"):
+        raise ValueError(f"pooling={pooling!r} is unknown; use 'max' or 'average'.")
+    inputs = keras.Input(shape=(image_size, image_size, 3), name="face")
+    x = layers.Rescaling(1 / 255, name="scale_pixels")(inputs)
+    for block, filters in enumerate(trunk_filters, start=1):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=not batch_norm, name=f"conv{block}")(x)
+        if batch_norm:
+            x = layers.BatchNormalization(name=f"bn{block}")(x)
+        x = layers.Activation("relu", name=f"relu{block}")(x)
+        x = layers.MaxPooling2D(2, name=f"pool{block}")(x)
+    pool = layers.GlobalMaxPooling2D if pooling == "max" else layers.GlobalAveragePooling2D
+    shared = pool(name="shared")(x)
+    if dropout:
+        shared = layers.Dropout(dropout, name="shared_dropout")(shared)
+    outputs = {
+        "age": age_output(shared, age_head, age_scale, dropout),
+        "gender": head(shared, len(GENDER_NAMES), "gender", "softmax", dropout),
+        "race": head(shared, len(RACE_NAMES), "race", "softmax", dropout),
+    }
+    return keras.Model(inputs, outputs, name=name)
+
+
+def original_model(age_scale: float = AGE_MAX) -> keras.Model:
+    """The student report's network at 198x198: five conv blocks 32/64/128/160/192, no batch norm,
+    global max pooling, sigmoid age head. The report's 4th and 5th conv layers both read the 3rd
+    pool, leaving the 4th dead; here each block feeds the next, as the report intended."""
+    return build_model(ORIGINAL_IMAGE_SIZE, ORIGINAL_TRUNK, batch_norm=False, pooling="max",
+                       age_head="sigmoid", age_scale=age_scale, name="original")
+
+
+def transfer_model(image_size: int = 96, backbone: str = "mobilenet_v3_small", weights: str | None = None,
+                   age_scale: float = AGE_MAX) -> keras.Model:
+    """A Keras Applications backbone with the same three heads; `weights="imagenet"` needs a download."""
+    builders = {"mobilenet_v3_small": keras.applications.MobileNetV3Small,
+                "efficientnet_b0": keras.applications.EfficientNetB0}
+    if backbone not in builders:
+        raise ValueError(f"backbone={backbone!r} is unknown; use one of {sorted(builders)}.")
+    inputs = keras.Input(shape=(image_size, image_size, 3), name="face")
+    try:
+        base = builders[backbone](input_shape=(image_size, image_size, 3), include_top=False,
+                                  weights=weights, pooling="avg")
+    except Exception:  # offline: no way to fetch ImageNet weights, so start from scratch
+        if weights is None:
+            raise
+        base = builders[backbone](input_shape=(image_size, image_size, 3), include_top=False,
+                                  weights=None, pooling="avg")
+    shared = base(inputs)  # both backbones rescale 0..255 pixels themselves
+    outputs = {
+        "age": age_output(shared, "linear", age_scale),
+        "gender": head(shared, len(GENDER_NAMES), "gender", "softmax"),
+        "race": head(shared, len(RACE_NAMES), "race", "softmax"),
+    }
+    return keras.Model(inputs, outputs, name=backbone)
+
+
+@keras.saving.register_keras_serializable(package="faceattr")
+class AgeLoss(keras.losses.Loss):
+    """A regression loss on age / age_scale, so its size is comparable to the class losses."""
+
+    def __init__(self, kind: str = "huber", age_scale: float = AGE_MAX, name: str = "age_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if kind not in ("huber", "mae", "mse"):
+            raise ValueError(f"age loss {kind!r} is unknown; use 'huber', 'mae' or 'mse'.")
+        self.kind, self.age_scale = kind, float(age_scale)
+
+    def call(self, y_true, y_pred):
+        """Per-sample loss on the scaled ages."""
+        error = ops.reshape(y_pred, (-1,)) / self.age_scale - ops.reshape(y_true, (-1,)) / self.age_scale
+        if self.kind == "mse":
+            return ops.square(error)
+        if self.kind == "mae":
+            return ops.abs(error)
+        delta = 0.1  # about 12 years: quadratic below, linear above
+        return ops.where(ops.abs(error) <= delta, 0.5 * ops.square(error), delta * (ops.abs(error) - 0.5 * delta))
+
+    def get_config(self) -> dict:
+        """Config for saving."""
+        return {**super().get_config(), "kind": self.kind, "age_scale": self.age_scale}
+
+
+ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
+    "default": build_model,
+    "batchnorm": lambda **kw: build_model(batch_norm=True, **kw),
+    "original": original_model,
+    "mobilenet": transfer_model,
+}
+ARCH_SETTINGS: dict[str, dict] = {
+    "default": {"image_size": DEFAULT_IMAGE_SIZE, "age_loss": "huber",
+                "loss_weights": {"age": 1.0, "gender": 1.0, "race": 1.0}},
+    "batchnorm": {"image_size": DEFAULT_IMAGE_SIZE, "age_loss": "huber",
+                  "loss_weights": {"age": 1.0, "gender": 1.0, "race": 1.0}},
+    "original": {"image_size": ORIGINAL_IMAGE_SIZE, "age_loss": "mse", "loss_weights": ORIGINAL_LOSS_WEIGHTS},
+    "mobilenet": {"image_size": 96, "age_loss": "huber",
+                  "loss_weights": {"age": 1.0, "gender": 1.0, "race": 1.0}},
+}
+
+
+def make_model(arch: str, image_size: int | None = None, age_scale: float = AGE_MAX) -> keras.Model:
+    """Build a named architecture at `image_size` (its own default when None)."""
+    if arch not in ARCH_NAMES:
+        raise ValueError(f"unknown arch {arch!r}; choose one of: {', '.join(ARCHITECTURES)}.")
+    size = image_size or ARCH_SETTINGS[arch]["image_size"]
+    if size < MIN_IMAGE_SIZE:
+        raise ValueError(f"image size {size} is below {MIN_IMAGE_SIZE}; use {MIN_IMAGE_SIZE} or more.")
+    if arch == "original":
+        model = original_model(age_scale)
+        return model if size == ORIGINAL_IMAGE_SIZE else build_model(
+            size, ORIGINAL_TRUNK, age_head="sigmoid", age_scale=age_scale, name="original")
+    return ARCHITECTURES[arch](image_size=size, age_scale=age_scale)

@@ -1,0 +1,70 @@
+"""Evaluation maths against values computed by hand."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from faceattr.evaluate import (age_metrics, classification_metrics, confusion_matrices, group_table,
+                               mae_by_band, predictions_frame, summary_metrics, wilson_interval)
+
+
+def test_wilson_interval_by_hand():
+    # 8 of 10 by hand: centre (0.8 + 0.19207) / 1.38415, half-width 0.22655 -> [0.4902, 0.9433]
+    low, high = wilson_interval(8, 10)
+    assert low == pytest.approx(0.4902, abs=1e-4)
+    assert high == pytest.approx(0.9433, abs=1e-4)
+    low, high = wilson_interval(0, 20)
+    assert low == 0.0 and high == pytest.approx(0.1611, abs=1e-4)
+    assert np.isnan(wilson_interval(0, 0)[0])
+
+
+def test_classification_metrics_by_hand():
+    truth = np.array([0, 0, 0, 0, 1, 1])
+    predicted = np.array([0, 0, 0, 1, 1, 0])
+    metrics = classification_metrics(truth, predicted, classes=2)
+    assert metrics["accuracy"] == pytest.approx(4 / 6)
+    assert metrics["balanced_accuracy"] == pytest.approx((3 / 4 + 1 / 2) / 2)
+    # F1 class 0: p=3/4, r=3/4 -> 0.75; class 1: p=1/2, r=1/2 -> 0.5
+    assert metrics["macro_f1"] == pytest.approx(0.625)
+
+
+def test_age_metrics_by_hand():
+    metrics = age_metrics(np.array([25, 40, 8]), np.array([27, 31, 8.5]))
+    assert metrics["mae"] == pytest.approx((2 + 9 + 0.5) / 3)
+    # bands: 20-29 vs 20-29 yes, 40-49 vs 30-39 no, 3-9 vs 3-9 yes
+    assert metrics["band_accuracy"] == pytest.approx(2 / 3)
+
+
+def hand_predictions() -> pd.DataFrame:
+    """Six test rows with known outputs."""
+    frame = pd.DataFrame({"file": list("abcdef"), "age": [20, 22, 70, 5, 33, 35],
+                          "gender": [0, 0, 1, 1, 1, 0], "race": [0, 0, 1, 1, 2, 4]})
+    outputs = {"age": np.array([[21.0], [30.0], [60.0], [5.0], [33.0], [45.0]]),
+               "gender": np.eye(2)[[0, 1, 1, 1, 0, 0]],
+               "race": np.eye(5)[[0, 0, 1, 2, 2, 4]]}
+    return predictions_frame(frame, outputs)
+
+
+def test_group_table_by_hand():
+    table = group_table(hand_predictions()).set_index(["race", "gender"])
+    white_male = table.loc[("white", "male")]
+    assert white_male["n"] == 2
+    assert white_male["gender_accuracy"] == 0.5 and white_male["race_accuracy"] == 1.0
+    assert white_male["age_mae"] == pytest.approx((1 + 8) / 2)
+    black_female = table.loc[("black", "female")]
+    assert black_female["race_accuracy"] == 0.5 and black_female["age_mae"] == pytest.approx(5.0)
+    assert list(table.index.get_level_values("race")) == ["white", "black", "asian", "others"]
+
+
+def test_summary_and_bands_by_hand():
+    predictions = hand_predictions()
+    summary = summary_metrics(predictions)
+    assert summary["n"] == 6
+    assert summary["gender_accuracy"] == pytest.approx(4 / 6)
+    assert summary["race_accuracy"] == pytest.approx(5 / 6)
+    assert summary["age_mae"] == pytest.approx((1 + 8 + 10 + 0 + 0 + 10) / 6)
+    bands = mae_by_band(predictions)
+    assert bands.loc["20-29", "n"] == 2 and bands.loc["20-29", "age_mae"] == pytest.approx(4.5)
+    assert list(bands.index) == ["3-9", "20-29", "30-39", "70+"]
+    matrix = confusion_matrices(predictions)["race"]
+    assert matrix.loc["black", "asian"] == 1 and matrix.to_numpy().sum() == 6
