@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from faceattr.data import DataError, scan, split_frame
+from faceattr.notebook import SequenceError
 
 
 class UsageError(ValueError):
@@ -67,21 +69,18 @@ def command_scan(args: argparse.Namespace) -> int:
 
 
 def command_run(args: argparse.Namespace) -> int:
-    """The main job: scan, split and report into RUN_DIR."""
-    from faceattr.data import is_sample, save_split
+    """The main job: run the whole notebook sequence with papermill into RUN_DIR."""
+    from faceattr.notebook import display_path, run_sequence
 
-    data_dir = resolve_data(args.data)
-    summary = summarise_scan(str(data_dir))
-    result = scan(data_dir)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_split(split_frame(result.frame, seed=args.seed), out / "split.csv")
-    result.skipped.to_csv(out / "skipped.csv", index=False)
-    (out / "scan.json").write_text(json.dumps(summary, indent=2))
-    print_summary(summary)
-    if is_sample(data_dir):
-        print("note: this is the SYNTHETIC sample; its numbers say nothing about real faces.")
-    print(f"results in {out}/ (split.csv, skipped.csv, scan.json)")
+    overrides = dict(args.parameter or [])
+    started = time.perf_counter()
+    run_sequence(args.out, args.data, overrides)
+    print(f"whole sequence: {time.perf_counter() - started:.0f} s")
+    metrics_file = Path(args.out) / "metrics.json"
+    if metrics_file.exists():
+        print(format_metrics(json.loads(metrics_file.read_text())))
+    print(f"results in {display_path(args.out)}/: notebooks/ (executed), figures/ (PNG, incl. prediction_grid.png), "
+          "model.keras, metrics.json")
     return 0
 
 
@@ -164,10 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", default=None, help="default: the data the run was trained on")
     evaluate.set_defaults(handler=command_evaluate)
 
-    run = commands.add_parser("run", help="the main job on DATA (default: data/UTKFace if present, else the sample)")
+    run = commands.add_parser("run", help="run the whole notebook sequence with papermill (what `make run` does)")
     run.add_argument("--data", default="auto", help='a folder, a .tar.gz, "sample" or "auto" (default)')
     run.add_argument("--out", default="runs/latest", help="run folder (default runs/latest)")
-    run.add_argument("--seed", type=int, default=42)
+    run.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                     help="override a notebook parameter, e.g. -p num_epochs 20 (repeatable)")
     run.set_defaults(handler=command_run)
     return parser
 
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (DataError, UsageError, ValueError, FileNotFoundError) as error:
+    except (DataError, UsageError, SequenceError, ValueError, FileNotFoundError) as error:
         print(f"faceattr {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

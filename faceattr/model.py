@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Callable
 
-import keras
-from keras import layers, ops
+from faceattr import import_tensorflow
+
+import_tensorflow()
+import keras  # noqa: E402  (after the quiet TensorFlow import)
+from keras import layers, ops  # noqa: E402
 
 from faceattr.defaults import ARCH_NAMES, DEFAULT_IMAGE_SIZE, DEFAULT_TRUNK, MIN_IMAGE_SIZE
 from faceattr.labels import AGE_MAX, GENDER_NAMES, RACE_NAMES
@@ -26,17 +29,16 @@ def head(features: keras.KerasTensor, units: int, name: str, activation: str | N
 
 def age_output(features: keras.KerasTensor, age_head: str, age_scale: float,
                dropout: float = 0.0) -> keras.KerasTensor:
-    """The age head in years: "linear" (default) or "sigmoid" (the report's: sigmoid x max age)."""
-    if age_head not in ("linear", "sigmoid"):
-        raise ValueError(f"age_head={age_head!r} is unknown; use 'linear' or 'sigmoid'.")
-    raw = head(features, 1, "age_unit", activation="sigmoid" if age_head == "sigmoid" else None,
-               dropout=dropout)
+    """The age head in years: "softplus" (default: near-linear, never negative) or "sigmoid" (the report's)."""
+    if age_head not in ("softplus", "sigmoid"):
+        raise ValueError(f"age_head={age_head!r} is unknown; use 'softplus' or 'sigmoid'.")
+    raw = head(features, 1, "age_unit", activation=age_head, dropout=dropout)
     return layers.Rescaling(age_scale, name="age", dtype="float32")(raw)
 
 
 def build_model(image_size: int = DEFAULT_IMAGE_SIZE, trunk_filters: tuple[int, ...] = DEFAULT_TRUNK,
                 batch_norm: bool = False, dropout: float = 0.0, pooling: str = "max",
-                age_head: str = "linear", age_scale: float = AGE_MAX, name: str = "faceattr") -> keras.Model:
+                age_head: str = "softplus", age_scale: float = AGE_MAX, name: str = "faceattr") -> keras.Model:
     """Shared conv trunk (3x3 conv, relu, 2x2 max pool per block) with three heads."""
     if image_size < max(MIN_IMAGE_SIZE, 2 ** len(trunk_filters)):
         raise ValueError(f"image_size={image_size} is too small for {len(trunk_filters)} pooling blocks; "
@@ -89,7 +91,7 @@ def transfer_model(image_size: int = 96, backbone: str = "mobilenet_v3_small", w
                                   weights=None, pooling="avg")
     shared = base(inputs)  # both backbones rescale 0..255 pixels themselves
     outputs = {
-        "age": age_output(shared, "linear", age_scale),
+        "age": age_output(shared, "softplus", age_scale),
         "gender": head(shared, len(GENDER_NAMES), "gender", "softmax"),
         "race": head(shared, len(RACE_NAMES), "race", "softmax"),
     }

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pandas as pd
-import tensorflow as tf
-from keras import layers
+
+from faceattr import import_tensorflow
+
+tf = import_tensorflow()
+from keras import layers  # noqa: E402  (after the quiet TensorFlow import)
 
 AUTOTUNE = tf.data.AUTOTUNE
 HEAD_NAMES: tuple[str, ...] = ("age", "gender", "race")

@@ -13,7 +13,7 @@ from faceattr.labels import AGE_MAX, RACE_NAMES
 
 SAMPLE_SIZE = 2000
 SAMPLE_SEED = 0
-SAMPLE_VERSION = "1"  # bump when the drawing changes, so stale samples are rebuilt
+SAMPLE_VERSION = "2"  # bump when the drawing changes, so stale samples are rebuilt
 IMAGE_PIXELS = 200
 MARKER = "SYNTHETIC.txt"
 
@@ -67,14 +67,14 @@ def draw_face(age: int, gender: int, race: int, rng: np.random.Generator) -> Ima
     # Label noise: one face in five borrows another group's skin tone.
     tone_race = race if rng.random() > 0.2 else rng.integers(len(RACE_NAMES))
     skin = jitter(rng, SKIN_TONES[tone_race], 14)
-    child = age < 13
-    grey_chance = np.clip((age - 40) / 45, 0, 0.95)
-    hair = jitter(rng, np.array([185, 185, 185]) if rng.random() < grey_chance else HAIR_COLOURS[race], 12)
+    growth = min(age, 18) / 18  # heads grow and eyes shrink (relatively) until adulthood
+    greying = np.clip((age - 25) / 55 + rng.normal(0, 0.12), 0, 1)  # hair greys steadily from ~25
+    hair = jitter(rng, (1 - greying) * HAIR_COLOURS[race] + greying * np.array([200, 200, 200]), 10)
     long_hair = rng.random() < (0.8 if gender == 1 else 0.15)
     centre_x = size / 2 + rng.normal(0, 5)
     centre_y = size / 2 + 8 + rng.normal(0, 5)
-    half_width = (52 if child else 62) + (0 if gender == 1 else 6) + rng.normal(0, 4)
-    half_height = (62 if child else 78) + rng.normal(0, 4)
+    half_width = 50 + 12 * growth + (0 if gender == 1 else 6) + rng.normal(0, 3)
+    half_height = 60 + 18 * growth + rng.normal(0, 3)
     if long_hair:
         draw.rectangle([centre_x - half_width - 12, centre_y - half_height * 0.6,
                         centre_x + half_width + 12, centre_y + half_height * 0.9], fill=hair)
@@ -82,22 +82,22 @@ def draw_face(age: int, gender: int, race: int, rng: np.random.Generator) -> Ima
                   centre_x + half_width + 6, centre_y + half_height * 0.3], fill=hair)
     draw.ellipse([centre_x - half_width, centre_y - half_height * 0.8,
                   centre_x + half_width, centre_y + half_height], fill=skin)
-    eye_radius = (9 if child else 6) + rng.normal(0, 1)
-    eye_y = centre_y - half_height * (0.05 if child else 0.15)
+    eye_radius = 10 - 4 * growth + rng.normal(0, 0.7)
+    eye_y = centre_y - half_height * (0.05 + 0.1 * growth)
     for side in (-1, 1):
         eye_x = centre_x + side * half_width * 0.42
         draw.ellipse([eye_x - eye_radius * 1.5, eye_y - eye_radius, eye_x + eye_radius * 1.5,
                       eye_y + eye_radius], fill=(245, 245, 245))
         draw.ellipse([eye_x - eye_radius * 0.6, eye_y - eye_radius * 0.6, eye_x + eye_radius * 0.6,
                       eye_y + eye_radius * 0.6], fill=(40, 30, 25))
-    wrinkles = int(np.clip((age - 35) / 12 + rng.normal(0, 0.7), 0, 5))
+    wrinkles = int(np.clip((age - 28) / 9 + rng.normal(0, 0.8), 0, 7))
     for line in range(wrinkles):
-        y = centre_y - half_height * 0.55 + line * 5
-        draw.line([centre_x - half_width * 0.4, y, centre_x + half_width * 0.4, y], fill=(90, 60, 50), width=1)
+        y = centre_y - half_height * 0.6 + line * 5
+        draw.line([centre_x - half_width * 0.45, y, centre_x + half_width * 0.45, y], fill=(80, 55, 45), width=2)
     mouth_y = centre_y + half_height * 0.5
     lips = (185, 50, 70) if gender == 1 and rng.random() < 0.7 else (150, 80, 70)
     draw.chord([centre_x - 18, mouth_y - 8, centre_x + 18, mouth_y + 8], 0, 180, fill=lips)
-    if gender == 0 and age >= 18 and rng.random() < 0.35:
+    if gender == 0 and age >= 16 and rng.random() < 0.35:
         draw.chord([centre_x - half_width * 0.7, mouth_y - 10, centre_x + half_width * 0.7,
                     centre_y + half_height + 4], 0, 180, fill=hair)
     pixels = np.asarray(image, dtype=np.int16) + rng.normal(0, 6, (size, size, 3)).astype(np.int16)

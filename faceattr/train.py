@@ -8,11 +8,13 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-import keras
 import pandas as pd
-import tensorflow as tf
 
+from faceattr import import_tensorflow
 from faceattr.model import AgeLoss
+
+tf = import_tensorflow()
+import keras  # noqa: E402  (after the quiet TensorFlow import)
 
 RUN_FILES = ("model.keras", "config.json")
 

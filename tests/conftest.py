@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+# nbval's kernels inherit this: "auto" data means the synthetic sample even where data/UTKFace exists,
+# so the stored notebook outputs compare.
+os.environ["FACEATTR_DATA"] = "sample"
 
 
 @pytest.fixture(autouse=True)

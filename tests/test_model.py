@@ -85,3 +85,12 @@ def test_huber_age_loss_is_linear_for_large_errors():
     loss = AgeLoss("huber", age_scale=100.0)
     # error 0.5 > delta 0.1: 0.1 * (0.5 - 0.05)
     assert float(loss(np.array([0.0]), np.array([[50.0]]))) == pytest.approx(0.045, rel=1e-5)
+
+
+def test_default_age_head_never_predicts_a_negative_age():
+    model = build_model(image_size=32, trunk_filters=(8,))
+    unit = model.get_layer("age_unit")
+    kernel, bias = unit.get_weights()
+    unit.set_weights([kernel, bias - 50.0])  # push the pre-activation far below zero
+    ages = model(tf.random.uniform((8, 32, 32, 3), 0, 255))["age"].numpy()
+    assert (ages >= 0).all() and (ages < 1).all()

@@ -1,0 +1,116 @@
+"""Plotting helpers for the notebooks ("extra code": students can skip reading these)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from PIL import Image
+
+from faceattr.labels import GENDER_NAMES, RACE_NAMES
+
+
+def set_style() -> None:
+    """Readable plot defaults for every notebook."""
+    sns.set_theme(style="whitegrid", context="notebook")
+    plt.rcParams.update({"figure.dpi": 90, "savefig.dpi": 110, "figure.autolayout": True})
+
+
+def save_figure(figure: plt.Figure, run_dir: str | Path, name: str) -> Path:
+    """Save `figure` as RUN_DIR/figures/NAME.png and return the path."""
+    path = Path(run_dir) / "figures" / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, bbox_inches="tight")
+    return path
+
+
+def race_gender_counts(frame: pd.DataFrame) -> plt.Figure:
+    """Bar plot of images per race, split by gender, with the count on each bar."""
+    figure, axis = plt.subplots(figsize=(8, 4))
+    sns.countplot(data=frame, x="race_name", hue="gender_name", order=list(RACE_NAMES),
+                  hue_order=list(GENDER_NAMES), ax=axis)
+    for bars in axis.containers:
+        axis.bar_label(bars, fontsize=9)
+    axis.set(xlabel="race (annotated)", ylabel="images", title="Images per race and gender")
+    axis.legend(title="gender (annotated)")
+    return figure
+
+
+def age_histograms(frame: pd.DataFrame) -> plt.Figure:
+    """Age histogram per gender, one-year bins."""
+    figure, axis = plt.subplots(figsize=(8, 4))
+    sns.histplot(data=frame, x="age", hue="gender_name", hue_order=list(GENDER_NAMES), binwidth=2,
+                 element="step", ax=axis)
+    axis.set(xlabel="age (years, annotated)", ylabel="images", title="Age distribution by gender")
+    return figure
+
+
+def face_montage(frame: pd.DataFrame, count: int = 16, columns: int = 8, seed: int = 0) -> plt.Figure:
+    """A grid of random faces titled with their labels."""
+    rows = frame.sample(min(count, len(frame)), random_state=seed)
+    figure, axes = plt.subplots(int(np.ceil(len(rows) / columns)), columns, figsize=(columns * 1.5, 1.8 * len(rows) / columns))
+    for axis, (_, row) in zip(np.ravel(axes), rows.iterrows()):
+        with Image.open(row["path"]) as image:
+            axis.imshow(image.convert("RGB"))
+        axis.set_title(f"{row['age']} {row['gender_name']}\n{row['race_name']}", fontsize=8)
+    for axis in np.ravel(axes):
+        axis.axis("off")
+    return figure
+
+
+def training_curves(history: pd.DataFrame) -> plt.Figure:
+    """Training vs validation curves for each head (age MAE, gender and race accuracy)."""
+    figure, axes = plt.subplots(1, 3, figsize=(12, 3.5))
+    for axis, (metric, label) in zip(axes, [("age_mae", "age MAE (years)"), ("gender_accuracy", "gender accuracy"),
+                                           ("race_accuracy", "race accuracy")]):
+        epochs = np.arange(1, len(history) + 1)
+        axis.plot(epochs, history[metric], marker="o", label="train")
+        axis.plot(epochs, history[f"val_{metric}"], marker="o", label="validation")
+        axis.set(xlabel="epoch", title=label)
+        axis.legend()
+    return figure
+
+
+def confusion_heatmaps(matrices: dict[str, pd.DataFrame]) -> plt.Figure:
+    """Row-normalised confusion matrices for gender and race, with counts annotated."""
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1, 1.8]})
+    for axis, (head, matrix) in zip(axes, matrices.items()):
+        shares = matrix.div(matrix.sum(axis=1).replace(0, 1), axis=0)
+        sns.heatmap(shares, annot=matrix, fmt="d", cmap="Blues", vmin=0, vmax=1, cbar=False, ax=axis)
+        axis.set(title=f"{head}: counts, coloured by share of the true class")
+    return figure
+
+
+def prediction_grid(predictions: pd.DataFrame, paths: pd.Series, rows: int = 6, columns: int = 5,
+                    seed: int = 0) -> plt.Figure:
+    """Faces with predicted age/gender/race as title and the truth below; mistakes framed in red."""
+    chosen = predictions.assign(path=list(paths)).sample(min(rows * columns, len(predictions)), random_state=seed)
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * 2.2, rows * 2.6))
+    for axis in np.ravel(axes):
+        axis.axis("off")
+    for axis, (_, row) in zip(np.ravel(axes), chosen.iterrows()):
+        with Image.open(row["path"]) as image:
+            axis.imshow(image.convert("RGB"))
+        wrong = row["pred_gender"] != row["gender"] or row["pred_race"] != row["race"]
+        axis.set_title(f"{row['pred_age']:.0f} {GENDER_NAMES[row['pred_gender']]} {RACE_NAMES[row['pred_race']]}",
+                       fontsize=9, color="crimson" if wrong else "black")
+        axis.axis("on")
+        axis.set_xticks([])
+        axis.set_yticks([])
+        axis.set_xlabel(f"truth: {row['age']} {GENDER_NAMES[row['gender']]} {RACE_NAMES[row['race']]}", fontsize=8)
+        for spine in axis.spines.values():
+            spine.set(color="crimson" if wrong else "lightgrey", linewidth=3 if wrong else 1)
+    figure.suptitle("Predicted (title) vs annotated (below); red = gender or race wrong", fontsize=11)
+    return figure
+
+
+def experiments_plot(results: pd.DataFrame) -> plt.Figure:
+    """Accuracy and age MAE against seconds per epoch, one point per architecture."""
+    figure, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for axis, metric in zip(axes, ["gender_accuracy", "race_accuracy", "age_mae"]):
+        sns.scatterplot(data=results, x="seconds_per_epoch", y=metric, hue="arch", s=90, ax=axis, legend=axis is axes[0])
+        axis.set(title=metric.replace("_", " "), xlabel="seconds per epoch")
+    return figure

@@ -1,0 +1,63 @@
+"""The whole lesson sequence through `faceattr run` (papermill), with non-default parameters."""
+
+import json
+
+import nbformat
+import pytest
+from PIL import Image
+
+from faceattr.cli import main
+from faceattr.notebook import lesson_notebooks, notebook_parameters
+
+
+def test_every_notebook_has_one_literal_parameters_cell_and_the_lesson_parts():
+    notebooks = lesson_notebooks()
+    assert [path.name[:2] for path in notebooks] == ["01", "02", "03", "04", "05", "06", "07"]
+    for path in notebooks:
+        assert "seed" in notebook_parameters(path), path.name
+        notebook = nbformat.read(path, as_version=4)
+        text = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "markdown")
+        assert text.startswith("# "), path.name
+        for part in ("You will learn", "## Summary", "## Exercises"):
+            assert part in text, f"{path.name} lacks {part}"
+    for name in ("01_parse_data.ipynb", "05_evaluate.ipynb", "06_faces_in_the_wild.ipynb"):
+        assert "Responsible use" in (notebooks[0].parent / name).read_text()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["-p", "no_such_thing", "1"], "unknown parameter 'no_such_thing'"),
+    (["-p", "num_epochs", "many"], "'num_epochs' must be of type int"),
+    (["-p", "architectures", "default"], "'architectures' must be of type list"),
+])
+def test_bad_parameters_fail_before_any_notebook_runs(args, fragment, tmp_path, capsys):
+    assert main(["run", "--out", str(tmp_path / "run"), *args]) == 2
+    assert fragment in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_sequence_chains_with_non_default_parameters(sample_dir, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code = main(["run", "--data", str(sample_dir), "--out", str(run_dir), "-p", "image_size", "32",
+                 "-p", "num_epochs", "2", "-p", "experiment_epochs", "1", "-p", "trunk_filters", "[8, 16, 32]",
+                 "-p", "architectures", '["default", "batchnorm"]', "-p", "batch_size", "32"])
+    assert code == 0
+    output = capsys.readouterr().out
+    assert "SYNTHETIC" in output and "07_experiments.ipynb" in output
+    for path in lesson_notebooks():
+        assert (run_dir / "notebooks" / path.name).is_file()
+    with Image.open(run_dir / "figures" / "prediction_grid.png") as grid:
+        assert grid.width > 600 and grid.height > 700
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test"]["n"] == 30 and metrics["synthetic"] is True
+    assert 0 <= metrics["test"]["race_accuracy"] <= 1 and metrics["test"]["age_mae"] > 0
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["image_size"] == 32 and config["num_epochs"] == 2
+    history = (run_dir / "history.csv").read_text().strip().splitlines()
+    assert len(history) == 1 + 2
+    assert sorted(p.name for p in (run_dir / "experiments").iterdir()) == ["batchnorm", "default"]
+
+
+def test_a_failing_notebook_names_itself_and_the_cell(tmp_path, capsys):
+    assert main(["run", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert "01_parse_data.ipynb failed in cell" in error and "does not exist" in error
