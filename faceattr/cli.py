@@ -123,6 +123,36 @@ def command_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_predict(args: argparse.Namespace) -> int:
+    """Detect every face in each photo and predict age, gender and race; bad photos don't stop the rest."""
+    from faceattr.detect import PhotoError, annotate, json_record, load_photo, predict_faces
+    from faceattr.train import load_trained_model
+
+    model = load_trained_model(args.model)
+    read = 0
+    for photo_path in args.photos:
+        try:
+            photo = load_photo(photo_path)
+        except PhotoError as error:
+            print(f"faceattr predict: error: {error}", file=sys.stderr)
+            continue
+        read += 1
+        faces = predict_faces(model, photo, args.min_face_size, args.min_confidence)
+        if not faces:
+            print(f"faceattr predict: {photo_path}: no face found", file=sys.stderr)
+        if args.json:
+            print(json.dumps(json_record(photo_path, faces)))
+        else:
+            for face in faces:
+                print(f"{photo_path}: box {face['box']} age {face['age']:.0f}, {face['gender']} "
+                      f"({face['gender_probs'][face['gender']]:.2f}), {face['race']} ({face['race_probs'][face['race']]:.2f})")
+        if args.annotate:
+            out = Path(args.annotate)
+            out.mkdir(parents=True, exist_ok=True)
+            annotate(photo, faces).save(out / f"{Path(photo_path).stem}_faces.jpg", quality=92)
+    return 0 if read else 1
+
+
 def resolve_data(data: str) -> Path:
     """Resolve "auto"/"sample" or a path given on the command line."""
     from faceattr.data import resolve_data_dir
@@ -162,6 +192,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--data", default=None, help="default: the data the run was trained on")
     evaluate.set_defaults(handler=command_evaluate)
+
+    predict = commands.add_parser("predict", help="detect faces in photos and predict age, gender and race")
+    predict.add_argument("--model", required=True, metavar="RUN_DIR", help="a run folder holding model.keras")
+    predict.add_argument("photos", nargs="+", metavar="PHOTO")
+    predict.add_argument("--json", action="store_true", help="one JSON object per photo")
+    predict.add_argument("--annotate", metavar="OUT_DIR", help="write each photo with boxes and labels here")
+    predict.add_argument("--min-face-size", type=int, default=20, help="smallest face to detect, in pixels")
+    predict.add_argument("--min-confidence", type=float, default=0.9, help="detection confidence threshold")
+    predict.set_defaults(handler=command_predict)
 
     run = commands.add_parser("run", help="run the whole notebook sequence with papermill (what `make run` does)")
     run.add_argument("--data", default="auto", help='a folder, a .tar.gz, "sample" or "auto" (default)')

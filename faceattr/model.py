@@ -27,18 +27,28 @@ def head(features: keras.KerasTensor, units: int, name: str, activation: str | N
     return layers.Dense(units, activation=activation, name=name, dtype="float32")(x)
 
 
+@keras.saving.register_keras_serializable(package="faceattr")
+class NonNegativeAtInference(layers.Layer):
+    """Identity while training (so the gradient never vanishes); clips negative values to 0 at inference."""
+
+    def call(self, inputs, training=None):
+        """Pass through in training; max(x, 0) otherwise."""
+        return inputs if training else ops.maximum(inputs, 0.0)
+
+
 def age_output(features: keras.KerasTensor, age_head: str, age_scale: float,
                dropout: float = 0.0) -> keras.KerasTensor:
-    """The age head in years: "softplus" (default: near-linear, never negative) or "sigmoid" (the report's)."""
-    if age_head not in ("softplus", "sigmoid"):
-        raise ValueError(f"age_head={age_head!r} is unknown; use 'softplus' or 'sigmoid'.")
-    raw = head(features, 1, "age_unit", activation=age_head, dropout=dropout)
-    return layers.Rescaling(age_scale, name="age", dtype="float32")(raw)
+    """The age head in years: "linear" (default; never negative at inference) or "sigmoid" (the report's)."""
+    if age_head not in ("linear", "sigmoid"):
+        raise ValueError(f"age_head={age_head!r} is unknown; use 'linear' or 'sigmoid'.")
+    raw = head(features, 1, "age_unit", activation="sigmoid" if age_head == "sigmoid" else None, dropout=dropout)
+    years = layers.Rescaling(age_scale, name="age_years", dtype="float32")(raw)
+    return NonNegativeAtInference(name="age", dtype="float32")(years)
 
 
 def build_model(image_size: int = DEFAULT_IMAGE_SIZE, trunk_filters: tuple[int, ...] = DEFAULT_TRUNK,
                 batch_norm: bool = False, dropout: float = 0.0, pooling: str = "max",
-                age_head: str = "softplus", age_scale: float = AGE_MAX, name: str = "faceattr") -> keras.Model:
+                age_head: str = "linear", age_scale: float = AGE_MAX, name: str = "faceattr") -> keras.Model:
     """Shared conv trunk (3x3 conv, relu, 2x2 max pool per block) with three heads."""
     if image_size < max(MIN_IMAGE_SIZE, 2 ** len(trunk_filters)):
         raise ValueError(f"image_size={image_size} is too small for {len(trunk_filters)} pooling blocks; "
@@ -50,7 +60,7 @@ def build_model(image_size: int = DEFAULT_IMAGE_SIZE, trunk_filters: tuple[int, 
     for block, filters in enumerate(trunk_filters, start=1):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=not batch_norm, name=f"conv{block}")(x)
         if batch_norm:
-            x = layers.BatchNormalization(name=f"bn{block}")(x)
+            x = layers.BatchNormalization(momentum=0.9, name=f"bn{block}")(x)  # small data: converge fast
         x = layers.Activation("relu", name=f"relu{block}")(x)
         x = layers.MaxPooling2D(2, name=f"pool{block}")(x)
     pool = layers.GlobalMaxPooling2D if pooling == "max" else layers.GlobalAveragePooling2D
@@ -91,7 +101,7 @@ def transfer_model(image_size: int = 96, backbone: str = "mobilenet_v3_small", w
                                   weights=None, pooling="avg")
     shared = base(inputs)  # both backbones rescale 0..255 pixels themselves
     outputs = {
-        "age": age_output(shared, "softplus", age_scale),
+        "age": age_output(shared, "linear", age_scale),
         "gender": head(shared, len(GENDER_NAMES), "gender", "softmax"),
         "race": head(shared, len(RACE_NAMES), "race", "softmax"),
     }

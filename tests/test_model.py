@@ -87,10 +87,16 @@ def test_huber_age_loss_is_linear_for_large_errors():
     assert float(loss(np.array([0.0]), np.array([[50.0]]))) == pytest.approx(0.045, rel=1e-5)
 
 
-def test_default_age_head_never_predicts_a_negative_age():
+def test_default_age_head_is_linear_in_training_and_never_negative_at_inference():
     model = build_model(image_size=32, trunk_filters=(8,))
     unit = model.get_layer("age_unit")
     kernel, bias = unit.get_weights()
-    unit.set_weights([kernel, bias - 50.0])  # push the pre-activation far below zero
-    ages = model(tf.random.uniform((8, 32, 32, 3), 0, 255))["age"].numpy()
-    assert (ages >= 0).all() and (ages < 1).all()
+    unit.set_weights([kernel, bias - 50.0])  # push the output far below zero
+    images = tf.random.uniform((8, 32, 32, 3), 0, 255)
+    assert (model(images, training=False)["age"].numpy() == 0).all()
+    with tf.GradientTape() as tape:
+        ages = model(images, training=True)["age"]
+        total = tf.reduce_sum(ages)
+    assert (ages.numpy() < -1000).all()  # 116 * -50: the raw linear value, so the loss can pull it back
+    kernel_gradient = tape.gradient(total, [unit.kernel])[0]
+    assert float(tf.reduce_max(tf.abs(kernel_gradient))) > 0

@@ -1,0 +1,324 @@
+"""Side-by-side speed benchmarks: the student report's pipeline vs faceattr, same files, same run.
+
+Usage: python benchmarks/bench.py [--data DATA] [--epochs 3] [--out benchmarks/results]
+Each phase runs in its own subprocess, so its peak resident memory is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+REPORT_SIZE = 198
+REPORT_BATCH = 64
+
+
+# ---------------------------------------------------------------- the report's pipeline, reimplemented
+def report_generator(frame, max_age: float, image_size: int = REPORT_SIZE, batch_size: int = REPORT_BATCH):
+    """The report's generator: per-row df.iloc, PIL open + resize, /255, to_categorical, every epoch."""
+    from keras.utils import to_categorical
+    from PIL import Image
+
+    while True:
+        images, ages, races, genders = [], [], [], []
+        for index in range(len(frame)):
+            row = frame.iloc[index]
+            image = Image.open(row["path"]).convert("RGB").resize((image_size, image_size))
+            images.append(np.array(image) / 255.0)
+            ages.append(row["age"] / max_age)
+            races.append(to_categorical(row["race"], 5))
+            genders.append(to_categorical(row["gender"], 2))
+            if len(images) >= batch_size:
+                yield np.array(images), [np.array(ages), np.array(races), np.array(genders)]
+                images, ages, races, genders = [], [], [], []
+        if images:
+            yield np.array(images), [np.array(ages), np.array(races), np.array(genders)]
+
+
+def report_model():
+    """original_model() wired for the report's generator: inputs already /255, list outputs, age / max age."""
+    import keras
+
+    from faceattr.model import original_model
+
+    model = original_model(age_scale=1.0)
+    inputs = keras.Input((REPORT_SIZE, REPORT_SIZE, 3))
+    outputs = model(inputs * 255.0)  # the kit's model rescales 0..255 itself
+    wrapped = keras.Model(inputs, [outputs["age"], outputs["race"], outputs["gender"]])
+    wrapped.compile(optimizer="adam", loss=["mse", "categorical_crossentropy", "categorical_crossentropy"],
+                    loss_weights=[2.0, 1.5, 1.0])
+    return wrapped, model
+
+
+# ---------------------------------------------------------------- phases (each in its own process)
+def load_split(data: str):
+    """Scan DATA and split it with the kit's defaults."""
+    from faceattr.data import scan, split_frame
+
+    return split_frame(scan(data).frame, seed=42)
+
+
+def phase_input(data: str, epochs: int) -> dict:
+    """Input images/s: report generator vs faceattr tf.data (first and cached epoch), at 198 px."""
+    from faceattr.pipeline import make_dataset
+
+    split = load_split(data)
+    train = split[split["split"] == "train"]
+    generator = report_generator(train, float(train["age"].max()))
+    started = time.perf_counter()
+    for _ in range(int(np.ceil(len(train) / REPORT_BATCH))):
+        next(generator)
+    report_rate = len(train) / (time.perf_counter() - started)
+    dataset = make_dataset(train, REPORT_SIZE, REPORT_BATCH, shuffle=True)
+    rates = []
+    for _ in range(2):
+        started = time.perf_counter()
+        for _batch in dataset:
+            pass
+        rates.append(len(train) / (time.perf_counter() - started))
+    return {"images": len(train), "report_images_per_s": report_rate, "faceattr_first_epoch_images_per_s": rates[0],
+            "faceattr_cached_epoch_images_per_s": rates[1]}
+
+
+def phase_train_report(data: str, epochs: int) -> dict:
+    """The report's setup: original_model() at 198 px fed by its generator; speed and accuracy after EPOCHS."""
+    import keras
+
+    from faceattr.evaluate import predictions_frame, summary_metrics
+
+    keras.utils.set_random_seed(42)
+    split = load_split(data)
+    train, test = split[split["split"] == "train"], split[split["split"] == "test"]
+    max_age = float(train["age"].max())
+    wrapped, model = report_model()
+    steps = int(np.ceil(len(train) / REPORT_BATCH))
+    wrapped.fit(report_generator(train, max_age), steps_per_epoch=1, epochs=1, verbose=0)  # warm-up step
+    started = time.perf_counter()
+    wrapped.fit(report_generator(train, max_age), steps_per_epoch=steps, epochs=epochs, verbose=0)
+    seconds = time.perf_counter() - started
+    images = np.stack([np.array(_open(path, REPORT_SIZE)) / 255.0 for path in test["path"]])
+    age, race, gender = wrapped.predict(images, batch_size=REPORT_BATCH, verbose=0)
+    metrics = summary_metrics(predictions_frame(test, {"age": age * max_age, "gender": gender, "race": race}))
+    return {"epochs": epochs, "train_images_per_s": epochs * len(train) / seconds, "seconds_per_epoch": seconds / epochs,
+            **pick(metrics)}
+
+
+def phase_train_default(data: str, epochs: int) -> dict:
+    """The kit's default: 64 px, cached tf.data, default trunk; speed and accuracy after EPOCHS."""
+    import keras
+
+    from faceattr.defaults import DEFAULT_IMAGE_SIZE
+    from faceattr.evaluate import predict, summary_metrics
+    from faceattr.model import ARCH_SETTINGS, make_model
+    from faceattr.pipeline import split_datasets
+    from faceattr.train import compile_model
+
+    keras.utils.set_random_seed(42)
+    split = load_split(data)
+    train, test = split[split["split"] == "train"], split[split["split"] == "test"]
+    age_scale = float(train["age"].max())
+    settings = ARCH_SETTINGS["default"]
+    model = compile_model(make_model("default", DEFAULT_IMAGE_SIZE, age_scale), age_loss=settings["age_loss"],
+                          age_scale=age_scale, loss_weights=settings["loss_weights"])
+    datasets = split_datasets(split, DEFAULT_IMAGE_SIZE, 64, seed=42)
+    model.fit(datasets["train"].take(1), verbose=0)  # warm-up step
+    started = time.perf_counter()
+    model.fit(datasets["train"], epochs=epochs, verbose=0)
+    seconds = time.perf_counter() - started
+    metrics = summary_metrics(predict(model, test, DEFAULT_IMAGE_SIZE))
+    return {"epochs": epochs, "train_images_per_s": epochs * len(train) / seconds, "seconds_per_epoch": seconds / epochs,
+            **pick(metrics)}
+
+
+def phase_inference(data: str, epochs: int) -> dict:
+    """Batched tf.data inference vs the report's one image at a time (PIL + model.predict), same model."""
+    import keras
+
+    from faceattr.defaults import DEFAULT_IMAGE_SIZE
+    from faceattr.evaluate import predict
+    from faceattr.model import make_model
+
+    keras.utils.set_random_seed(42)
+    test = load_split(data).query("split == 'test'")
+    model = make_model("default", DEFAULT_IMAGE_SIZE)
+    predict(model, test.head(8), DEFAULT_IMAGE_SIZE)  # warm-up
+    started = time.perf_counter()
+    predict(model, test, DEFAULT_IMAGE_SIZE, batch_size=128)
+    batched = len(test) / (time.perf_counter() - started)
+    sample = test.head(100)
+    started = time.perf_counter()
+    for path in sample["path"]:
+        model.predict(np.array(_open(path, DEFAULT_IMAGE_SIZE), "float32")[None], verbose=0)
+    one_at_a_time = len(sample) / (time.perf_counter() - started)
+    return {"batched_images_per_s": batched, "one_at_a_time_images_per_s": one_at_a_time}
+
+
+def phase_scan(data: str, epochs: int) -> dict:
+    """Scan time for 24,000 UTKFace-format files (generated), cold and cached."""
+    from faceattr.data import scan
+    from faceattr.sample import write_sample
+
+    with tempfile.TemporaryDirectory() as folder:
+        os.environ["FACEATTR_CACHE_DIR"] = str(Path(folder) / "cache")
+        started = time.perf_counter()
+        faces = write_sample(Path(folder) / "faces", count=24000, seed=7)
+        generated = time.perf_counter() - started
+        started = time.perf_counter()
+        files = len(scan(faces).frame)
+        cold = time.perf_counter() - started
+        started = time.perf_counter()
+        scan(faces)
+        cached = time.perf_counter() - started
+    return {"files": files, "generate_seconds": generated, "cold_seconds": cold, "cached_seconds": cached}
+
+
+def phase_memory_24k(data: str, epochs: int) -> dict:
+    """Peak memory while training the default configuration for one epoch on 24,000 images."""
+    from faceattr.data import scan, split_frame
+    from faceattr.defaults import DEFAULT_IMAGE_SIZE
+    from faceattr.model import make_model
+    from faceattr.pipeline import split_datasets
+    from faceattr.sample import write_sample
+    from faceattr.train import compile_model
+
+    with tempfile.TemporaryDirectory() as folder:
+        os.environ["FACEATTR_CACHE_DIR"] = str(Path(folder) / "cache")
+        split = split_frame(scan(write_sample(Path(folder) / "faces", count=24000, seed=7)).frame, seed=42)
+        model = compile_model(make_model("default", DEFAULT_IMAGE_SIZE))
+        started = time.perf_counter()
+        model.fit(split_datasets(split, DEFAULT_IMAGE_SIZE, 64)["train"], epochs=1, verbose=0)
+        return {"train_images": int((split["split"] == "train").sum()), "epoch_seconds": time.perf_counter() - started}
+
+
+def _open(path: str, size: int):
+    """PIL open, RGB, resize: the report's per-image loading."""
+    from PIL import Image
+
+    return Image.open(path).convert("RGB").resize((size, size))
+
+
+def pick(metrics: dict) -> dict:
+    """The headline test metrics."""
+    return {key: metrics[key] for key in ("n", "gender_accuracy", "race_accuracy", "age_mae")}
+
+
+PHASES = {"input": phase_input, "train_report": phase_train_report, "train_default": phase_train_default,
+          "inference": phase_inference, "scan": phase_scan, "memory_24k": phase_memory_24k}
+
+
+# ---------------------------------------------------------------- driver
+def run_phase(name: str, data: str, epochs: int) -> dict:
+    """Run one phase in a fresh interpreter; return its result with peak RSS (MB) and wall seconds."""
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, __file__, "--phase", name, "--data", data, "--epochs", str(epochs)],
+                            capture_output=True, text=True, cwd=ROOT)
+    if result.returncode != 0:
+        raise SystemExit(f"bench phase {name} failed:\n{result.stderr[-3000:]}")
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    payload["phase_wall_seconds"] = time.perf_counter() - started
+    return payload
+
+
+def machine() -> dict:
+    """CPU model, cores and package versions."""
+    from faceattr.train import package_versions
+
+    model = platform.processor() or "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"cpu": model, "cores": os.cpu_count(), "platform": platform.platform(), "versions": package_versions()}
+
+
+def ratios(results: dict) -> dict:
+    """The targets, as ratios measured in this run."""
+    data_input, report, default = results["input"], results["train_report"], results["train_default"]
+    inference, scan = results["inference"], results["scan"]
+    return {
+        "input_first_epoch_x": data_input["faceattr_first_epoch_images_per_s"] / data_input["report_images_per_s"],
+        "input_cached_epoch_x": data_input["faceattr_cached_epoch_images_per_s"] / data_input["report_images_per_s"],
+        "training_x": default["train_images_per_s"] / report["train_images_per_s"],
+        "gender_accuracy_delta": default["gender_accuracy"] - report["gender_accuracy"],
+        "race_accuracy_delta": default["race_accuracy"] - report["race_accuracy"],
+        "age_mae_delta_years": default["age_mae"] - report["age_mae"],
+        "inference_x": inference["batched_images_per_s"] / inference["one_at_a_time_images_per_s"],
+        "scan_24k_cold_seconds": scan["cold_seconds"],
+        "scan_24k_cached_seconds": scan["cached_seconds"],
+        "memory_24k_training_peak_mb": results["memory_24k"]["peak_rss_mb"],
+    }
+
+
+def print_table(results: dict, summary: dict) -> None:
+    """Print the side-by-side table and the target ratios."""
+    data_input, report, default = results["input"], results["train_report"], results["train_default"]
+    inference = results["inference"]
+    rows = [
+        ("input images/s (198 px)", f"{data_input['report_images_per_s']:.0f}",
+         f"{data_input['faceattr_first_epoch_images_per_s']:.0f} first / {data_input['faceattr_cached_epoch_images_per_s']:.0f} cached"),
+        ("training images/s", f"{report['train_images_per_s']:.1f} (original, 198 px)",
+         f"{default['train_images_per_s']:.0f} (default, 64 px)"),
+        (f"test gender acc after {report['epochs']} epochs", f"{report['gender_accuracy']:.3f}", f"{default['gender_accuracy']:.3f}"),
+        (f"test race acc after {report['epochs']} epochs", f"{report['race_accuracy']:.3f}", f"{default['race_accuracy']:.3f}"),
+        (f"test age MAE after {report['epochs']} epochs", f"{report['age_mae']:.1f}", f"{default['age_mae']:.1f}"),
+        ("inference images/s", f"{inference['one_at_a_time_images_per_s']:.0f} (one at a time)",
+         f"{inference['batched_images_per_s']:.0f} (batched)"),
+        ("peak RSS, training (MB)", f"{report['peak_rss_mb']:.0f}", f"{default['peak_rss_mb']:.0f}"),
+    ]
+    print(f"{'':34s} {'report':>26s} {'faceattr':>30s}")
+    for name, left, right in rows:
+        print(f"{name:34s} {left:>26s} {right:>30s}")
+    scan = results["scan"]
+    print(f"scan of {scan['files']} files: {scan['cold_seconds']:.1f} s cold, {scan['cached_seconds']:.2f} s cached")
+    print(f"training the default on {results['memory_24k']['train_images']} images: peak RSS "
+          f"{results['memory_24k']['peak_rss_mb']:.0f} MB")
+    print("ratios: " + ", ".join(f"{k} {v:.2f}" for k, v in summary.items()))
+
+
+def main() -> int:
+    """Run every phase (or one, with --phase) and write the results JSON."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", default="sample")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--phase", choices=sorted(PHASES))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = parser.parse_args()
+    from faceattr.data import resolve_data_dir
+
+    data = str(resolve_data_dir(args.data))
+    if args.phase:
+        payload = PHASES[args.phase](data, args.epochs)
+        payload["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(payload))
+        return 0
+    results = {}
+    for name in ("scan", "input", "train_default", "train_report", "inference", "memory_24k"):
+        print(f"running {name} ...", flush=True)
+        results[name] = run_phase(name, data, args.epochs)
+    summary = ratios(results)
+    print_table(results, summary)
+    info = machine()
+    slug = "".join(c if c.isalnum() else "-" for c in info["cpu"].lower()).strip("-")[:40] + f"-{info['cores']}cores"
+    out = Path(args.out) / f"{slug}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": info, "data": args.data, "epochs": args.epochs, "ratios": summary,
+                               "results": results}, indent=2) + "\n")
+    print(f"wrote {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
