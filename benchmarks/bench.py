@@ -26,7 +26,10 @@ REPORT_BATCH = 64
 
 # ---------------------------------------------------------------- the report's pipeline, reimplemented
 def report_generator(frame, max_age: float, image_size: int = REPORT_SIZE, batch_size: int = REPORT_BATCH):
-    """The report's generator: per-row df.iloc, PIL open + resize, /255, to_categorical, every epoch."""
+    """The report's generator: per-row df.iloc, PIL open + resize, /255, to_categorical, every epoch.
+
+    (Keras 3 needs the targets as a tuple; the report, on Keras 2, yielded a list.)
+    """
     from keras.utils import to_categorical
     from PIL import Image
 
@@ -40,10 +43,10 @@ def report_generator(frame, max_age: float, image_size: int = REPORT_SIZE, batch
             races.append(to_categorical(row["race"], 5))
             genders.append(to_categorical(row["gender"], 2))
             if len(images) >= batch_size:
-                yield np.array(images), [np.array(ages), np.array(races), np.array(genders)]
+                yield np.array(images), (np.array(ages), np.array(races), np.array(genders))
                 images, ages, races, genders = [], [], [], []
         if images:
-            yield np.array(images), [np.array(ages), np.array(races), np.array(genders)]
+            yield np.array(images), (np.array(ages), np.array(races), np.array(genders))
 
 
 def report_model():
@@ -103,9 +106,9 @@ def phase_train_report(data: str, epochs: int) -> dict:
     max_age = float(train["age"].max())
     wrapped, model = report_model()
     steps = int(np.ceil(len(train) / REPORT_BATCH))
-    wrapped.fit(report_generator(train, max_age), steps_per_epoch=1, epochs=1, verbose=0)  # warm-up step
+    wrapped.fit(report_generator(train, max_age), steps_per_epoch=1, epochs=1, verbose=0, shuffle=False)  # warm-up
     started = time.perf_counter()
-    wrapped.fit(report_generator(train, max_age), steps_per_epoch=steps, epochs=epochs, verbose=0)
+    wrapped.fit(report_generator(train, max_age), steps_per_epoch=steps, epochs=epochs, verbose=0, shuffle=False)
     seconds = time.perf_counter() - started
     images = np.stack([np.array(_open(path, REPORT_SIZE)) / 255.0 for path in test["path"]])
     age, race, gender = wrapped.predict(images, batch_size=REPORT_BATCH, verbose=0)
@@ -201,6 +204,39 @@ def phase_memory_24k(data: str, epochs: int) -> dict:
         return {"train_images": int((split["split"] == "train").sum()), "epoch_seconds": time.perf_counter() - started}
 
 
+TRADEOFF = [("default", 48), ("default", 64), ("default", 96), ("batchnorm", 64)]
+
+
+def phase_tradeoff(data: str, epochs: int) -> dict:
+    """Image size and batch norm: seconds per (cached) epoch vs best validation scores, EPOCHS*2 epochs each."""
+    import keras
+
+    from faceattr.model import ARCH_SETTINGS, make_model
+    from faceattr.pipeline import split_datasets
+    from faceattr.train import compile_model
+
+    split = load_split(data)
+    age_scale = float(split.loc[split["split"] == "train", "age"].max())
+    rows = []
+    for arch, size in TRADEOFF:
+        keras.utils.set_random_seed(42)
+        settings = ARCH_SETTINGS[arch]
+        model = compile_model(make_model(arch, size, age_scale), age_loss=settings["age_loss"], age_scale=age_scale,
+                              loss_weights=settings["loss_weights"])
+        datasets = split_datasets(split, size, 64, seed=42)
+        for _batch in datasets["train"]:  # fill the cache: time training, not decoding
+            pass
+        for _batch in datasets["validation"]:
+            pass
+        started = time.perf_counter()
+        history = model.fit(datasets["train"], validation_data=datasets["validation"], epochs=2 * epochs, verbose=0)
+        seconds = (time.perf_counter() - started) / (2 * epochs)
+        best = int(np.argmin(history.history["val_loss"]))
+        rows.append({"arch": arch, "image_size": size, "parameters": model.count_params(), "seconds_per_epoch": seconds,
+                     **{key: history.history[f"val_{key}"][best] for key in ("gender_accuracy", "race_accuracy", "age_mae")}})
+    return {"epochs": 2 * epochs, "rows": rows}
+
+
 def _open(path: str, size: int):
     """PIL open, RGB, resize: the report's per-image loading."""
     from PIL import Image
@@ -214,7 +250,8 @@ def pick(metrics: dict) -> dict:
 
 
 PHASES = {"input": phase_input, "train_report": phase_train_report, "train_default": phase_train_default,
-          "inference": phase_inference, "scan": phase_scan, "memory_24k": phase_memory_24k}
+          "inference": phase_inference, "scan": phase_scan, "memory_24k": phase_memory_24k,
+          "tradeoff": phase_tradeoff}
 
 
 # ---------------------------------------------------------------- driver
@@ -285,6 +322,11 @@ def print_table(results: dict, summary: dict) -> None:
     print(f"scan of {scan['files']} files: {scan['cold_seconds']:.1f} s cold, {scan['cached_seconds']:.2f} s cached")
     print(f"training the default on {results['memory_24k']['train_images']} images: peak RSS "
           f"{results['memory_24k']['peak_rss_mb']:.0f} MB")
+    print(f"trade-off on the validation split after {results['tradeoff']['epochs']} epochs:")
+    print(f"  {'arch':10s} {'size':>5s} {'params':>9s} {'s/epoch':>8s} {'gender':>7s} {'race':>6s} {'age MAE':>8s}")
+    for row in results["tradeoff"]["rows"]:
+        print(f"  {row['arch']:10s} {row['image_size']:5d} {row['parameters']:9,d} {row['seconds_per_epoch']:8.2f} "
+              f"{row['gender_accuracy']:7.3f} {row['race_accuracy']:6.3f} {row['age_mae']:8.1f}")
     print("ratios: " + ", ".join(f"{k} {v:.2f}" for k, v in summary.items()))
 
 
@@ -305,7 +347,7 @@ def main() -> int:
         print(json.dumps(payload))
         return 0
     results = {}
-    for name in ("scan", "input", "train_default", "train_report", "inference", "memory_24k"):
+    for name in ("scan", "input", "train_default", "train_report", "inference", "memory_24k", "tradeoff"):
         print(f"running {name} ...", flush=True)
         results[name] = run_phase(name, data, args.epochs)
     summary = ratios(results)

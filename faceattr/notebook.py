@@ -8,6 +8,7 @@ import os
 import time
 from pathlib import Path
 
+from faceattr import stderr_to
 from faceattr.data import PROJECT_ROOT, is_sample
 
 
@@ -115,8 +116,9 @@ def run_sequence(out_dir: str | Path, data: str = "auto", overrides: dict[str, s
         target = out / "notebooks" / path.name
         started = time.perf_counter()
         try:
-            papermill.execute_notebook(str(path), str(target), parameters=parameters, cwd=str(path.parent),
-                                       kernel_name="python3", progress_bar=False)
+            with stderr_to(str(out / "notebooks" / "kernel-stderr.log")):  # kernel start-up chatter
+                papermill.execute_notebook(str(path), str(target), parameters=parameters, cwd=str(path.parent),
+                                           kernel_name="python3", progress_bar=False)
         except PapermillExecutionError as error:
             raise SequenceError(f"{path.name} failed in cell {error.exec_count} ({error.ename}: {error.evalue}); "
                                 f"the executed notebook is {target}") from None
