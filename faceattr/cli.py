@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from faceattr.data import DataError, scan, split_frame
+from faceattr.data import DataError, resolve_data_dir, scan, split_frame
 from faceattr.notebook import SequenceError
 
 
@@ -46,14 +46,14 @@ def print_summary(summary: dict) -> None:
 
 def command_sample(args: argparse.Namespace) -> int:
     """Write the synthetic sample."""
-    from faceattr.sample import MARKER, write_sample
+    from faceattr.sample import MARKER, ensure_sample
 
     out = Path(args.out_dir)
     if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
         raise UsageError(f"{out} is not empty and is not a faceattr sample; choose an empty or new folder.")
     if args.n < 10:
         raise UsageError(f"--n {args.n} is too small; use at least 10 images.")
-    write_sample(out, args.n, args.seed)
+    ensure_sample(out, args.n, args.seed)  # rebuilds a stale sample whole: no leftover files
     print(f"wrote {args.n} synthetic faces (+ planted broken files) to {out}")
     return 0
 
@@ -102,7 +102,6 @@ def command_train(args: argparse.Namespace) -> int:
     from faceattr.defaults import check_settings
 
     check_settings(args.arch, args.epochs, args.image_size, args.batch_size)  # before importing TensorFlow
-    from faceattr.data import resolve_data_dir
     from faceattr.train import train_run
 
     metrics = train_run(resolve_data_dir(args.data), args.out, arch=args.arch, num_epochs=args.epochs,
@@ -117,7 +116,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a trained run on the full test split."""
     from faceattr.evaluate import evaluate_run
 
-    data = str(resolve_data(args.data)) if args.data else None
+    data = str(resolve_data_dir(args.data)) if args.data else None
     print(format_metrics(evaluate_run(args.run_dir, data)))
     print(f"wrote {args.run_dir}/metrics.json and predictions.csv")
     return 0
@@ -151,13 +150,6 @@ def command_predict(args: argparse.Namespace) -> int:
             out.mkdir(parents=True, exist_ok=True)
             annotate(photo, faces).save(out / f"{Path(photo_path).stem}_faces.jpg", quality=92)
     return 0 if read else 1
-
-
-def resolve_data(data: str) -> Path:
-    """Resolve "auto"/"sample" or a path given on the command line."""
-    from faceattr.data import resolve_data_dir
-
-    return resolve_data_dir(data)
 
 
 def build_parser() -> argparse.ArgumentParser:

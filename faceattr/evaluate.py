@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -129,11 +131,8 @@ def predict(model, frame: pd.DataFrame, image_size: int, batch_size: int = 128) 
     return predictions_frame(frame, model.predict(images, verbose=0))
 
 
-def evaluate_run(run_dir, data: str | None = None, batch_size: int = 128) -> dict:
+def evaluate_run(run_dir: str | Path, data: str | None = None, batch_size: int = 128) -> dict:
     """Evaluate RUN_DIR's model on the full test split; write metrics.json and predictions.csv."""
-    import json
-    from pathlib import Path
-
     from faceattr.data import is_sample, load_split, scan, split_frame
     from faceattr.train import load_trained_model, write_json
 

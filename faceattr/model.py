@@ -119,14 +119,13 @@ class AgeLoss(keras.losses.Loss):
         self.kind, self.age_scale = kind, float(age_scale)
 
     def call(self, y_true, y_pred):
-        """Per-sample loss on the scaled ages."""
-        error = ops.reshape(y_pred, (-1,)) / self.age_scale - ops.reshape(y_true, (-1,)) / self.age_scale
-        if self.kind == "mse":
-            return ops.square(error)
-        if self.kind == "mae":
-            return ops.abs(error)
-        delta = 0.1  # about 12 years: quadratic below, linear above
-        return ops.where(ops.abs(error) <= delta, 0.5 * ops.square(error), delta * (ops.abs(error) - 0.5 * delta))
+        """Per-sample loss on the scaled ages (Keras's own huber / MAE / MSE)."""
+        true = ops.reshape(y_true, (-1, 1)) / self.age_scale
+        predicted = ops.reshape(y_pred, (-1, 1)) / self.age_scale
+        if self.kind == "huber":
+            return keras.losses.huber(true, predicted, delta=0.1)  # about 12 years: quadratic below, linear above
+        loss = keras.losses.mean_squared_error if self.kind == "mse" else keras.losses.mean_absolute_error
+        return loss(true, predicted)
 
     def get_config(self) -> dict:
         """Config for saving."""

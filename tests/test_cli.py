@@ -50,3 +50,10 @@ def test_data_commands_do_not_import_tensorflow(sample_dir, tmp_path):
             "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_sample_rebuilds_an_existing_sample_without_leftovers(tmp_path, capsys):
+    folder = tmp_path / "sample"
+    assert main(["sample", str(folder), "--n", "30"]) == 0
+    assert main(["sample", str(folder), "--n", "12"]) == 0
+    assert len(scan(folder).frame) == 12
