@@ -134,16 +134,17 @@ def scan_folder(root: Path, progress: bool = False, workers: int = 8) -> ScanRes
             to_check.append((relative, parsed))
         else:
             skipped.append({"file": relative, "reason": parsed.reason})
-    iterator = ThreadPoolExecutor(workers).map(check_image, [root / r for r, _ in to_check])
-    if progress and len(to_check) > 5000:
-        from tqdm.auto import tqdm
+    with ThreadPoolExecutor(workers) as pool:  # PIL releases the GIL while decoding
+        problems = pool.map(check_image, [root / r for r, _ in to_check])
+        if progress and len(to_check) > 5000:
+            from tqdm.auto import tqdm
 
-        iterator = tqdm(iterator, total=len(to_check), desc="checking images", unit="img")
-    for (relative, parsed), problem in zip(to_check, iterator):
-        if problem:
-            skipped.append({"file": relative, "reason": problem})
-        else:
-            rows.append({"file": relative, "age": parsed.age, "gender": parsed.gender, "race": parsed.race})
+            problems = tqdm(problems, total=len(to_check), desc="checking images", unit="img")
+        for (relative, parsed), problem in zip(to_check, problems):
+            if problem:
+                skipped.append({"file": relative, "reason": problem})
+            else:
+                rows.append({"file": relative, "age": parsed.age, "gender": parsed.gender, "race": parsed.race})
     skipped_frame = pd.DataFrame(skipped, columns=["file", "reason"]).sort_values("file", ignore_index=True)
     return ScanResult(build_frame(rows, root), skipped_frame, root)
 

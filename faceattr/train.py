@@ -126,14 +126,19 @@ def standard_callbacks(run_dir: str | Path, patience: int = 5, reduce_lr: bool =
 
 
 def fit(model: keras.Model, train_data: tf.data.Dataset, validation_data: tf.data.Dataset, num_epochs: int,
-        run_dir: str | Path, patience: int = 5, epoch_lines: bool = True) -> pd.DataFrame:
-    """Fit with the standard callbacks; Ctrl-C stops cleanly and keeps the best checkpoint."""
+        run_dir: str | Path, patience: int = 5, progress: str = "lines") -> pd.DataFrame:
+    """Fit with the standard callbacks; progress is "lines" (one per epoch), "bar" (Keras) or "none".
+
+    Ctrl-C stops cleanly and keeps the best checkpoint.
+    """
     if num_epochs < 1:
         raise ValueError(f"num_epochs={num_epochs} must be at least 1.")
-    callbacks = standard_callbacks(run_dir, patience=patience, epoch_lines=epoch_lines)
+    if progress not in ("lines", "bar", "none"):
+        raise ValueError(f"progress={progress!r} is unknown; use 'lines', 'bar' or 'none'.")
+    callbacks = standard_callbacks(run_dir, patience=patience, epoch_lines=progress == "lines")
     try:
         model.fit(train_data, validation_data=validation_data, epochs=num_epochs, callbacks=callbacks, shuffle=False,
-                  verbose=0 if epoch_lines else "auto")
+                  verbose="auto" if progress == "bar" else 0)
     except KeyboardInterrupt:
         print(f"interrupted: the best checkpoint so far is {Path(run_dir) / 'model.keras'}")
     history_file = Path(run_dir) / "history.csv"
@@ -152,7 +157,7 @@ def load_trained_model(run_dir: str | Path) -> keras.Model:
 def train_run(data: str | Path, run_dir: str | Path, arch: str = "default", num_epochs: int = 10,
               batch_size: int = 64, image_size: int | None = None, seed: int = 42, overwrite: bool = False,
               learning_rate: float = 1e-3, patience: int = 5, augment: bool = False,
-              epoch_lines: bool = True) -> dict:
+              progress: str = "lines") -> dict:
     """Scan, split, train and evaluate one architecture; write everything into RUN_DIR."""
     from faceattr.data import is_sample, save_split, scan, split_frame
     from faceattr.defaults import check_settings
@@ -181,7 +186,7 @@ def train_run(data: str | Path, run_dir: str | Path, arch: str = "default", num_
                               age_scale, settings["loss_weights"])
     datasets = split_datasets(split, image_size, batch_size, seed, augment)
     started = time.perf_counter()
-    history = fit(model, datasets["train"], datasets["validation"], num_epochs, run_dir, patience, epoch_lines)
+    history = fit(model, datasets["train"], datasets["validation"], num_epochs, run_dir, patience, progress)
     config["train_seconds"] = round(time.perf_counter() - started, 2)
     config["epochs_run"] = len(history)
     write_json(run_dir / "config.json", config)

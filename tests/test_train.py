@@ -35,7 +35,7 @@ def test_loss_goes_down_over_a_few_steps(tiny_split):
 def test_fit_writes_history_and_a_loadable_best_checkpoint(tiny_split, tmp_path):
     keras.utils.set_random_seed(0)
     datasets = split_datasets(tiny_split, image_size=32, batch_size=32)
-    history = fit(tiny_model(), datasets["train"], datasets["validation"], 3, tmp_path, epoch_lines=False)
+    history = fit(tiny_model(), datasets["train"], datasets["validation"], 3, tmp_path, progress="none")
     assert len(history) == 3
     assert {"loss", "val_loss", "val_gender_accuracy", "val_race_accuracy", "val_age_mae"} <= set(history.columns)
     restored = load_trained_model(tmp_path)
@@ -60,7 +60,7 @@ def test_ctrl_c_keeps_the_best_checkpoint(tiny_split, tmp_path, monkeypatch, cap
     real_callbacks = train.standard_callbacks
     monkeypatch.setattr(train, "standard_callbacks", lambda *a, **k: real_callbacks(*a, **k) + [InterruptAt(2)])
     datasets = split_datasets(tiny_split, image_size=32, batch_size=32)
-    history = fit(tiny_model(), datasets["train"], datasets["validation"], 10, tmp_path, epoch_lines=False)
+    history = fit(tiny_model(), datasets["train"], datasets["validation"], 10, tmp_path, progress="none")
     assert len(history) == 2
     assert "interrupted" in capsys.readouterr().out
     restored = load_trained_model(tmp_path)
