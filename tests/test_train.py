@@ -5,7 +5,6 @@ import sys
 
 import keras
 import numpy as np
-import pandas as pd
 import pytest
 
 from faceattr.data import scan, split_frame
