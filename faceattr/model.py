@@ -36,11 +36,25 @@ class NonNegativeAtInference(layers.Layer):
         return inputs if training else ops.maximum(inputs, 0.0)
 
 
+AGE_BINS = 30  # the "expectation" head's bins, spread evenly over 0..age_scale
+
+
 def age_output(features: keras.KerasTensor, age_head: str, age_scale: float,
                dropout: float = 0.0) -> keras.KerasTensor:
-    """The age head in years: "linear" (default; never negative at inference) or "sigmoid" (the report's)."""
-    if age_head not in ("linear", "sigmoid"):
-        raise ValueError(f"age_head={age_head!r} is unknown; use 'linear' or 'sigmoid'.")
+    """The age head in years.
+
+    "linear" (default): one linear unit; never negative at inference.
+    "sigmoid": the report's, sigmoid x max age.
+    "expectation": softmax over age bins, predicting the expected bin centre (DEX, Rothe et al. 2015).
+    """
+    if age_head not in ("linear", "sigmoid", "expectation"):
+        raise ValueError(f"age_head={age_head!r} is unknown; use 'linear', 'sigmoid' or 'expectation'.")
+    if age_head == "expectation":
+        bins = head(features, AGE_BINS, "age_bins", activation="softmax", dropout=dropout)
+        centres = [(index + 0.5) * age_scale / AGE_BINS for index in range(AGE_BINS)]
+        expected = layers.Dense(1, use_bias=False, trainable=False, name="age_years", dtype="float32",
+                                kernel_initializer=keras.initializers.Constant([[c] for c in centres]))
+        return NonNegativeAtInference(name="age", dtype="float32")(expected(bins))
     raw = head(features, 1, "age_unit", activation="sigmoid" if age_head == "sigmoid" else None, dropout=dropout)
     years = layers.Rescaling(age_scale, name="age_years", dtype="float32")(raw)
     return NonNegativeAtInference(name="age", dtype="float32")(years)

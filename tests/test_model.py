@@ -100,3 +100,15 @@ def test_default_age_head_is_linear_in_training_and_never_negative_at_inference(
     assert (ages.numpy() < -1000).all()  # 116 * -50: the raw linear value, so the loss can pull it back
     kernel_gradient = tape.gradient(total, [unit.kernel])[0]
     assert float(tf.reduce_max(tf.abs(kernel_gradient))) > 0
+
+
+def test_expectation_age_head_predicts_the_expected_bin_centre():
+    model = build_model(image_size=32, trunk_filters=(8,), age_head="expectation", age_scale=90.0)
+    bins = model.get_layer("age_bins")
+    kernel, bias = bins.get_weights()
+    one_hot_bias = np.full_like(bias, -100.0)
+    one_hot_bias[4] = 100.0  # all probability on bin 4 of 30: centre (4 + 0.5) * 90 / 30 = 13.5 years
+    bins.set_weights([np.zeros_like(kernel), one_hot_bias])
+    ages = model(tf.random.uniform((3, 32, 32, 3), 0, 255))["age"].numpy()
+    np.testing.assert_allclose(ages, 13.5, rtol=1e-5)
+    assert not model.get_layer("age_years").trainable_weights
