@@ -124,9 +124,10 @@ def build_frame(rows: list[dict], root: Path) -> pd.DataFrame:
     return frame
 
 
-def scan_folder(root: Path, progress: bool = False, workers: int = 8) -> ScanResult:
-    """Scan a folder recursively; parse names and check every image decodes."""
-    files = list_files(root)
+def scan_folder(root: Path, progress: bool = False, workers: int = 8,
+                files: list[tuple[str, int, int]] | None = None) -> ScanResult:
+    """Scan a folder recursively (or the given `list_files` listing); parse names, check every image decodes."""
+    files = list_files(root) if files is None else files
     rows, skipped, to_check = [], [], []
     for relative, _size, _mtime in files:
         parsed = parse_filename(relative)
@@ -201,7 +202,7 @@ def scan(data: str | Path, progress: bool = False, cache: bool = True) -> ScanRe
         frame, skipped = pd.read_pickle(cache_file)
         result = ScanResult(frame, skipped, root)
     else:
-        result = scan_folder(root, progress=progress)
+        result = scan_folder(root, progress=progress, files=files)
     if result.frame.empty:
         raise DataError(f"{path} holds no valid UTKFace images ({len(result.skipped)} files skipped). "
                         "Files must be named age_gender_race_datetime.jpg; see data/README.md.")
@@ -296,3 +297,14 @@ def load_split(path: str | Path, data_root: str | Path) -> pd.DataFrame:
     stored = pd.read_csv(path)
     return build_frame(stored.drop(columns="split").to_dict("records"), Path(data_root)).merge(
         stored[["file", "split"]], on="file")
+
+
+def load_or_make_split(run_dir: str | Path, result: ScanResult, seed: int = 42) -> tuple[pd.DataFrame, bool]:
+    """RUN_DIR/split.csv if one exists (notebook 01 or a train run made it), else a new seeded split saved
+    there; the flag says whether it was made now."""
+    path = Path(run_dir) / "split.csv"
+    if path.exists():
+        return load_split(path, result.root), False
+    split = split_frame(result.frame, seed=seed)
+    save_split(split, path)
+    return split, True

@@ -54,6 +54,13 @@ def write_json(path: str | Path, payload: dict) -> Path:
     return Path(path)
 
 
+def write_run_config(run_dir: str | Path, data: str | Path, synthetic: bool, **settings: object) -> dict:
+    """Write RUN_DIR/config.json: the data, whether it is synthetic, every setting, package versions."""
+    config = {"data": str(data), "synthetic": synthetic, **settings, "versions": package_versions()}
+    write_json(Path(run_dir) / "config.json", config)
+    return config
+
+
 def device_strategy(devices: list[str] | None = None) -> tf.distribute.Strategy:
     """MirroredStrategy across several GPUs (or the given devices), else the default strategy."""
     gpus = tf.config.list_logical_devices("GPU")
@@ -173,12 +180,11 @@ def train_run(data: str | Path, run_dir: str | Path, arch: str = "default", num_
     settings = ARCH_SETTINGS[arch]
     image_size = image_size or settings["image_size"]
     age_scale = float(split.loc[split["split"] == "train", "age"].max())  # from training data only
-    config = {"data": str(data), "synthetic": is_sample(result.root), "arch": arch, "image_size": image_size,
-              "num_epochs": num_epochs, "batch_size": batch_size, "seed": seed, "learning_rate": learning_rate,
-              "patience": patience, "augment": augment, "age_scale": age_scale, "age_loss": settings["age_loss"],
-              "loss_weights": settings["loss_weights"], "split_counts": split["split"].value_counts().to_dict(),
-              "versions": package_versions()}
-    write_json(run_dir / "config.json", config)
+    config = write_run_config(
+        run_dir, data, is_sample(result.root), arch=arch, image_size=image_size, num_epochs=num_epochs,
+        batch_size=batch_size, seed=seed, learning_rate=learning_rate, patience=patience, augment=augment,
+        age_scale=age_scale, age_loss=settings["age_loss"], loss_weights=settings["loss_weights"],
+        split_counts=split["split"].value_counts().to_dict())
     keras.utils.set_random_seed(seed)
     use_mixed_precision_on_gpu()
     with device_strategy().scope():

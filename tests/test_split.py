@@ -59,3 +59,13 @@ def test_too_few_images_to_split_is_an_error():
 def test_tiny_groups_fall_back_without_emptying_train():
     split = split_frame(label_frame(12), seed=1)
     assert (split["split"] == "train").sum() >= 8
+
+
+def test_load_or_make_split_makes_once_then_loads(sample_dir, tmp_path):
+    from faceattr.data import load_or_make_split
+
+    result = scan(sample_dir)
+    made, was_made = load_or_make_split(tmp_path, result, seed=9)
+    loaded, was_made_again = load_or_make_split(tmp_path, result, seed=123)  # the stored split wins
+    assert was_made and not was_made_again
+    pd.testing.assert_series_equal(made.set_index("file")["split"], loaded.set_index("file")["split"])
