@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from faceattr.data import DataError, resolve_data_dir, scan, split_frame
+from faceattr.defaults import AGE_HEADS, ARCH_NAMES, LOSS_BALANCES
 from faceattr.notebook import SequenceError
 
 
@@ -99,14 +100,18 @@ def format_metrics(metrics: dict) -> str:
 
 def command_train(args: argparse.Namespace) -> int:
     """Train one architecture and evaluate it on the full test split."""
-    from faceattr.defaults import check_settings
+    from faceattr.defaults import check_settings, parse_loss_weights, resolve_recipe
 
-    check_settings(args.arch, args.epochs, args.image_size, args.batch_size)  # before importing TensorFlow
+    # every setting is checked before TensorFlow is imported
+    check_settings(args.arch, args.epochs, args.image_size, args.batch_size, args.loss_balance, args.age_head)
+    loss_weights = parse_loss_weights(args.loss_weights) if args.loss_weights else None
+    resolve_recipe(args.arch, args.image_size, args.age_head, args.loss_balance, loss_weights)
     from faceattr.train import train_run
 
     metrics = train_run(resolve_data_dir(args.data), args.out, arch=args.arch, num_epochs=args.epochs,
                         batch_size=args.batch_size, image_size=args.image_size, seed=args.seed,
-                        overwrite=args.overwrite, augment=args.augment)
+                        overwrite=args.overwrite, augment=args.augment, age_head=args.age_head,
+                        loss_balance=args.loss_balance, loss_weights=loss_weights)
     print(format_metrics(metrics))
     print(f"results in {args.out}/ (model.keras, history.csv, metrics.json, config.json, predictions.csv)")
     return 0
@@ -174,7 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=10)
     train.add_argument("--batch-size", type=int, default=64)
     train.add_argument("--image-size", type=int, default=None, help="default: the architecture's own")
-    train.add_argument("--arch", default="default", help="default, batchnorm, original or mobilenet")
+    train.add_argument("--arch", default="default", help=", ".join(ARCH_NAMES))
+    train.add_argument("--age-head", metavar="HEAD", default=None,
+                       help=f"{', '.join(AGE_HEADS)} (default: the architecture's own)")
+    train.add_argument("--loss-balance", metavar="SCHEME", default=None,
+                       help=f"how the three head losses are weighted: {', '.join(LOSS_BALANCES)} "
+                            "(default: the architecture's own)")
+    train.add_argument("--loss-weights", metavar="W", default=None,
+                       help='fixed weights for --loss-balance fixed, e.g. "age=2,gender=1,race=1.5"')
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--augment", action="store_true", help="flip/brightness/contrast augmentation")
     train.add_argument("--overwrite", action="store_true", help="replace a run already in --out")

@@ -1,6 +1,9 @@
-"""Training defaults and settings checks, in one TensorFlow-free place (the CLI checks before importing TF)."""
+"""Training defaults, the table of architecture recipes, and settings checks, in one TensorFlow-free
+place (the CLI checks before importing TF)."""
 
 from __future__ import annotations
+
+from faceattr.labels import HEAD_NAMES
 
 DEFAULT_IMAGE_SIZE = 64
 DEFAULT_TRUNK: tuple[int, ...] = (32, 64, 128, 256)
@@ -8,13 +11,90 @@ DEFAULT_BATCH_SIZE = 64
 DEFAULT_EPOCHS = 10
 DEFAULT_SEED = 42
 MIN_IMAGE_SIZE = 32
-ARCH_NAMES: tuple[str, ...] = ("default", "batchnorm", "original", "mobilenet")
+
+AGE_HEADS: tuple[str, ...] = ("linear", "sigmoid", "expectation")
+AGE_LOSSES: tuple[str, ...] = ("huber", "mae", "mse")
+LOSS_BALANCES: tuple[str, ...] = ("fixed", "normalised", "uncertainty")
+REPORT_LOSS_WEIGHTS = {"age": 2.0, "gender": 1.0, "race": 1.5}
+EQUAL_LOSS_WEIGHTS = {head: 1.0 for head in HEAD_NAMES}
+
+# One recipe per architecture: its default image size, age head and loss, and how the head losses are balanced.
+# faceattr.model.BUILDERS holds the matching builders; everything else reads this table.
+RECIPES: dict[str, dict] = {
+    "default": {"image_size": DEFAULT_IMAGE_SIZE, "age_head": "linear", "age_loss": "huber",
+                "loss_balance": "normalised", "loss_weights": None},
+    "batchnorm": {"image_size": DEFAULT_IMAGE_SIZE, "age_head": "linear", "age_loss": "huber",
+                  "loss_balance": "normalised", "loss_weights": None},
+    "original": {"image_size": 198, "age_head": "sigmoid", "age_loss": "mse",
+                 "loss_balance": "fixed", "loss_weights": REPORT_LOSS_WEIGHTS},
+    "mobilenet": {"image_size": 96, "age_head": "linear", "age_loss": "huber",
+                  "loss_balance": "normalised", "loss_weights": None},
+}
+ARCH_NAMES: tuple[str, ...] = tuple(RECIPES)
 
 
-def check_settings(arch: str, num_epochs: int, image_size: int | None, batch_size: int) -> None:
+def check_choice(kind: str, value: str, choices: tuple[str, ...]) -> str:
+    """Return `value` if it is one of `choices`, else raise an error that names them."""
+    if value not in choices:
+        raise ValueError(f"unknown {kind} {value!r}; choose one of: {', '.join(choices)}.")
+    return value
+
+
+def check_loss_weights(weights: dict[str, float]) -> dict[str, float]:
+    """Return the weights as floats if there is one non-negative weight per head, else raise."""
+    unknown = sorted(set(weights) - set(HEAD_NAMES))
+    if unknown:
+        raise ValueError(f"loss weight for unknown head {unknown[0]!r}; the heads are: {', '.join(HEAD_NAMES)}.")
+    missing = [head for head in HEAD_NAMES if head not in weights]
+    if missing:
+        raise ValueError(f"no loss weight for head {missing[0]!r}; give one for each of: {', '.join(HEAD_NAMES)}.")
+    checked = {head: float(weights[head]) for head in HEAD_NAMES}
+    negative = [head for head, weight in checked.items() if not weight >= 0]  # also catches NaN
+    if negative:
+        raise ValueError(f"loss weight {negative[0]}={weights[negative[0]]} must be 0 or more.")
+    return checked
+
+
+def parse_loss_weights(text: str) -> dict[str, float]:
+    """Parse "age=2,gender=1,race=1.5" into checked weights."""
+    weights = {}
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"loss weights {text!r} must look like age=2,gender=1,race=1.5.") from None
+    return check_loss_weights(weights)
+
+
+def resolve_recipe(arch: str = "default", image_size: int | None = None, age_head: str | None = None,
+                   loss_balance: str | None = None, loss_weights: dict[str, float] | None = None) -> dict:
+    """An architecture's recipe with any of its settings overridden; the weights are checked here.
+
+    Fixed weights are kept only under the "fixed" balance: the recipe's own when it is fixed, else 1 each."""
+    recipe = dict(RECIPES[check_choice("arch", arch, ARCH_NAMES)])
+    recipe.update({key: value for key, value in (("image_size", image_size), ("age_head", age_head),
+                                                 ("loss_balance", loss_balance)) if value is not None})
+    check_choice("age head", recipe["age_head"], AGE_HEADS)
+    check_choice("loss balance", recipe["loss_balance"], LOSS_BALANCES)
+    if loss_weights is not None and recipe["loss_balance"] != "fixed":
+        raise ValueError(f"loss weights are only for --loss-balance fixed; {recipe['loss_balance']!r} sets its own.")
+    if recipe["loss_balance"] == "fixed":
+        own = RECIPES[arch]["loss_weights"] if RECIPES[arch]["loss_balance"] == "fixed" else None
+        recipe["loss_weights"] = check_loss_weights(loss_weights or own or EQUAL_LOSS_WEIGHTS)
+    else:
+        recipe["loss_weights"] = None
+    return {"arch": arch, **recipe}
+
+
+def check_settings(arch: str, num_epochs: int, image_size: int | None, batch_size: int,
+                   loss_balance: str | None = None, age_head: str | None = None) -> None:
     """Reject bad training settings before any work starts."""
-    if arch not in ARCH_NAMES:
-        raise ValueError(f"unknown arch {arch!r}; choose one of: {', '.join(ARCH_NAMES)}.")
+    check_choice("arch", arch, ARCH_NAMES)
+    if loss_balance is not None:
+        check_choice("loss balance", loss_balance, LOSS_BALANCES)
+    if age_head is not None:
+        check_choice("age head", age_head, AGE_HEADS)
     if num_epochs < 1:
         raise ValueError(f"epochs={num_epochs} must be at least 1.")
     if image_size is not None and image_size < MIN_IMAGE_SIZE:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 GENDER_NAMES: tuple[str, ...] = ("male", "female")
 RACE_NAMES: tuple[str, ...] = ("white", "black", "asian", "indian", "others")
+HEAD_NAMES: tuple[str, ...] = ("age", "gender", "race")  # the model's outputs
 AGE_MIN: int = 1
 AGE_MAX: int = 116
 

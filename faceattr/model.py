@@ -10,12 +10,10 @@ import_tensorflow()
 import keras  # noqa: E402  (after the quiet TensorFlow import)
 from keras import layers, ops  # noqa: E402
 
-from faceattr.defaults import ARCH_NAMES, DEFAULT_IMAGE_SIZE, DEFAULT_TRUNK, MIN_IMAGE_SIZE
+from faceattr.defaults import AGE_HEADS, AGE_LOSSES, DEFAULT_IMAGE_SIZE, DEFAULT_TRUNK, MIN_IMAGE_SIZE, RECIPES, check_choice
 from faceattr.labels import AGE_MAX, GENDER_NAMES, RACE_NAMES
 
-ORIGINAL_IMAGE_SIZE = 198
 ORIGINAL_TRUNK = (32, 64, 128, 160, 192)
-ORIGINAL_LOSS_WEIGHTS = {"age": 2.0, "gender": 1.0, "race": 1.5}
 
 
 def head(features: keras.KerasTensor, units: int, name: str, activation: str | None = None,
@@ -47,8 +45,7 @@ def age_output(features: keras.KerasTensor, age_head: str, age_scale: float,
     "sigmoid": the report's, sigmoid x max age.
     "expectation": softmax over age bins, predicting the expected bin centre (DEX, Rothe et al. 2015).
     """
-    if age_head not in ("linear", "sigmoid", "expectation"):
-        raise ValueError(f"age_head={age_head!r} is unknown; use 'linear', 'sigmoid' or 'expectation'.")
+    check_choice("age head", age_head, AGE_HEADS)
     if age_head == "expectation":
         bins = head(features, AGE_BINS, "age_bins", activation="softmax", dropout=dropout)
         centres = [(index + 0.5) * age_scale / AGE_BINS for index in range(AGE_BINS)]
@@ -89,16 +86,17 @@ def build_model(image_size: int = DEFAULT_IMAGE_SIZE, trunk_filters: tuple[int, 
     return keras.Model(inputs, outputs, name=name)
 
 
-def original_model(age_scale: float = AGE_MAX) -> keras.Model:
-    """The student report's network at 198x198: five conv blocks 32/64/128/160/192, no batch norm,
+def original_model(image_size: int = RECIPES["original"]["image_size"], age_scale: float = AGE_MAX,
+                   age_head: str = RECIPES["original"]["age_head"]) -> keras.Model:
+    """The student report's network (198x198 by default): five conv blocks 32/64/128/160/192, no batch norm,
     global max pooling, sigmoid age head. The report's 4th and 5th conv layers both read the 3rd
     pool, leaving the 4th dead; here each block feeds the next, as the report intended."""
-    return build_model(ORIGINAL_IMAGE_SIZE, ORIGINAL_TRUNK, batch_norm=False, pooling="max",
-                       age_head="sigmoid", age_scale=age_scale, name="original")
+    return build_model(image_size, ORIGINAL_TRUNK, batch_norm=False, pooling="max",
+                       age_head=age_head, age_scale=age_scale, name="original")
 
 
-def transfer_model(image_size: int = 96, backbone: str = "mobilenet_v3_small", weights: str | None = None,
-                   age_scale: float = AGE_MAX) -> keras.Model:
+def transfer_model(image_size: int = RECIPES["mobilenet"]["image_size"], backbone: str = "mobilenet_v3_small",
+                   weights: str | None = None, age_scale: float = AGE_MAX, age_head: str = "linear") -> keras.Model:
     """A Keras Applications backbone with the same three heads; `weights="imagenet"` needs a download."""
     builders = {"mobilenet_v3_small": keras.applications.MobileNetV3Small,
                 "efficientnet_b0": keras.applications.EfficientNetB0}
@@ -115,7 +113,7 @@ def transfer_model(image_size: int = 96, backbone: str = "mobilenet_v3_small", w
                                   weights=None, pooling="avg")
     shared = base(inputs)  # both backbones rescale 0..255 pixels themselves
     outputs = {
-        "age": age_output(shared, "linear", age_scale),
+        "age": age_output(shared, age_head, age_scale),
         "gender": head(shared, len(GENDER_NAMES), "gender", "softmax"),
         "race": head(shared, len(RACE_NAMES), "race", "softmax"),
     }
@@ -128,9 +126,7 @@ class AgeLoss(keras.losses.Loss):
 
     def __init__(self, kind: str = "huber", age_scale: float = AGE_MAX, name: str = "age_loss", **kwargs):
         super().__init__(name=name, **kwargs)
-        if kind not in ("huber", "mae", "mse"):
-            raise ValueError(f"age loss {kind!r} is unknown; use 'huber', 'mae' or 'mse'.")
-        self.kind, self.age_scale = kind, float(age_scale)
+        self.kind, self.age_scale = check_choice("age loss", kind, AGE_LOSSES), float(age_scale)
 
     def call(self, y_true, y_pred):
         """Per-sample loss on the scaled ages (Keras's own huber / MAE / MSE)."""
@@ -146,32 +142,19 @@ class AgeLoss(keras.losses.Loss):
         return {**super().get_config(), "kind": self.kind, "age_scale": self.age_scale}
 
 
-ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
+BUILDERS: dict[str, Callable[..., keras.Model]] = {  # one per faceattr.defaults.RECIPES entry
     "default": build_model,
-    "batchnorm": lambda **kw: build_model(batch_norm=True, **kw),
+    "batchnorm": lambda **settings: build_model(batch_norm=True, name="batchnorm", **settings),
     "original": original_model,
     "mobilenet": transfer_model,
 }
-ARCH_SETTINGS: dict[str, dict] = {
-    "default": {"image_size": DEFAULT_IMAGE_SIZE, "age_loss": "huber",
-                "loss_weights": {"age": 1.0, "gender": 1.0, "race": 1.0}},
-    "batchnorm": {"image_size": DEFAULT_IMAGE_SIZE, "age_loss": "huber",
-                  "loss_weights": {"age": 1.0, "gender": 1.0, "race": 1.0}},
-    "original": {"image_size": ORIGINAL_IMAGE_SIZE, "age_loss": "mse", "loss_weights": ORIGINAL_LOSS_WEIGHTS},
-    "mobilenet": {"image_size": 96, "age_loss": "huber",
-                  "loss_weights": {"age": 1.0, "gender": 1.0, "race": 1.0}},
-}
 
 
-def make_model(arch: str, image_size: int | None = None, age_scale: float = AGE_MAX) -> keras.Model:
-    """Build a named architecture at `image_size` (its own default when None)."""
-    if arch not in ARCH_NAMES:
-        raise ValueError(f"unknown arch {arch!r}; choose one of: {', '.join(ARCHITECTURES)}.")
-    size = image_size or ARCH_SETTINGS[arch]["image_size"]
+def make_model(arch: str, image_size: int | None = None, age_scale: float = AGE_MAX,
+               age_head: str | None = None) -> keras.Model:
+    """Build a named architecture at `image_size`, with `age_head` (its recipe's own when None)."""
+    recipe = RECIPES[check_choice("arch", arch, tuple(BUILDERS))]
+    size = image_size or recipe["image_size"]
     if size < MIN_IMAGE_SIZE:
         raise ValueError(f"image size {size} is below {MIN_IMAGE_SIZE}; use {MIN_IMAGE_SIZE} or more.")
-    if arch == "original":
-        model = original_model(age_scale)
-        return model if size == ORIGINAL_IMAGE_SIZE else build_model(
-            size, ORIGINAL_TRUNK, age_head="sigmoid", age_scale=age_scale, name="original")
-    return ARCHITECTURES[arch](image_size=size, age_scale=age_scale)
+    return BUILDERS[arch](image_size=size, age_scale=age_scale, age_head=age_head or recipe["age_head"])

@@ -10,7 +10,6 @@ tf = import_tensorflow()
 from keras import layers  # noqa: E402  (after the quiet TensorFlow import)
 
 AUTOTUNE = tf.data.AUTOTUNE
-HEAD_NAMES: tuple[str, ...] = ("age", "gender", "race")
 
 
 def decode_image(path: tf.Tensor, image_size: int) -> tf.Tensor:

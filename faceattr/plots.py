@@ -61,16 +61,36 @@ def face_montage(frame: pd.DataFrame, count: int = 16, columns: int = 8, seed: i
     return figure
 
 
+CURVE_METRICS = (("age", "age_mae", "age MAE (years, lower is better)"),
+                 ("gender", "gender_accuracy", "gender accuracy (higher is better)"),
+                 ("race", "race_accuracy", "race accuracy (higher is better)"))
+
+
 def training_curves(history: pd.DataFrame) -> plt.Figure:
-    """Training vs validation curves for each head (age MAE, gender and race accuracy)."""
-    figure, axes = plt.subplots(1, 3, figsize=(12, 3.5))
-    for axis, (metric, label) in zip(axes, [("age_mae", "age MAE (years)"), ("gender_accuracy", "gender accuracy"),
-                                           ("race_accuracy", "race accuracy")]):
-        epochs = np.arange(1, len(history) + 1)
-        axis.plot(epochs, history[metric], marker="o", label="train")
-        axis.plot(epochs, history[f"val_{metric}"], marker="o", label="validation")
-        axis.set(xlabel="epoch", title=label)
-        axis.legend()
+    """Per head: its unweighted training and validation loss (top row) and its metric (bottom row)."""
+    figure, axes = plt.subplots(2, 3, figsize=(12, 6.5), sharex=True)
+    epochs = np.arange(1, len(history) + 1)
+    for column, (head, metric, label) in enumerate(CURVE_METRICS):
+        for row, (key, title) in enumerate(((f"{head}_loss", f"{head} loss (unweighted, lower is better)"),
+                                            (metric, label))):
+            axis = axes[row, column]
+            axis.plot(epochs, history[key], marker="o", label="training")
+            axis.plot(epochs, history[f"val_{key}"], marker="o", label="validation")
+            axis.set(title=title, xlabel="epoch" if row else None)
+    axes[0, 0].legend(title="split")
+    figure.suptitle("Each head's loss is on its own scale: compare shapes, not heights", fontsize=11)
+    return figure
+
+
+def loss_weight_curves(history: pd.DataFrame) -> plt.Figure:
+    """The learned weight exp(-s) of each head's loss per epoch (uncertainty weighting), on a log scale."""
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    epochs = np.arange(1, len(history) + 1)
+    for head, _metric, _label in CURVE_METRICS:
+        axis.plot(epochs, history[f"{head}_weight"], marker="o", label=head)
+    axis.set(yscale="log", xlabel="epoch", ylabel="weight of the head's loss (log scale)",
+             title="Learned loss weights (uncertainty weighting)")
+    axis.legend(title="head")
     return figure
 
 
@@ -107,10 +127,29 @@ def prediction_grid(predictions: pd.DataFrame, paths: pd.Series, rows: int = 6, 
     return figure
 
 
+EXPERIMENT_METRICS = (("gender_accuracy", "gender accuracy (higher is better)"),
+                      ("race_accuracy", "race accuracy (higher is better)"),
+                      ("age_mae", "age MAE in years (lower is better)"))
+
+
 def experiments_plot(results: pd.DataFrame) -> plt.Figure:
-    """Accuracy and age MAE against seconds per epoch, one point per architecture."""
+    """Validation accuracy and age MAE against seconds per epoch, one point per candidate."""
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    for axis, metric in zip(axes, ["gender_accuracy", "race_accuracy", "age_mae"]):
-        sns.scatterplot(data=results, x="seconds_per_epoch", y=metric, hue="arch", s=90, ax=axis, legend=axis is axes[0])
-        axis.set(title=metric.replace("_", " "), xlabel="seconds per epoch")
+    for axis, (metric, label) in zip(axes, EXPERIMENT_METRICS):
+        sns.scatterplot(data=results, x="seconds_per_epoch", y=metric, hue="candidate", s=90, ax=axis,
+                        legend=axis is axes[0])
+        axis.set(title=label, xlabel="seconds per epoch", ylabel=None)
+    axes[0].legend(title="candidate", fontsize=8)
+    return figure
+
+
+def multitask_plot(table: pd.DataFrame) -> plt.Figure:
+    """One bar per setting (rows of `table`) for each head's validation metric."""
+    figure, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for axis, (metric, label) in zip(axes, EXPERIMENT_METRICS):
+        axis.bar(range(len(table)), table[metric], color=sns.color_palette(n_colors=len(table)))
+        axis.set_xticks(range(len(table)), table.index, rotation=15, ha="right", fontsize=8)
+        axis.bar_label(axis.containers[0], fmt="%.3g", fontsize=8)
+        axis.set(title=label)
+    figure.suptitle("One multi-task model against three single-head models (validation split)", fontsize=11)
     return figure

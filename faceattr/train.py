@@ -11,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from faceattr import import_tensorflow
-from faceattr.model import AgeLoss
+from faceattr.balance import SCORE, SCORE_DEFINITION, BalanceLog, head_losses
+from faceattr.labels import HEAD_NAMES
 
 tf = import_tensorflow()
 import keras  # noqa: E402  (after the quiet TensorFlow import)
@@ -79,15 +80,17 @@ def use_mixed_precision_on_gpu() -> bool:
     return False
 
 
-def compile_model(model: keras.Model, learning_rate: float = 1e-3, age_loss: str = "huber",
-                  age_scale: float = 116.0, loss_weights: dict[str, float] | None = None) -> keras.Model:
-    """Compile with one loss per head, per-head weights, and readable metrics."""
+HEAD_METRICS = {"age": ["mae"], "gender": ["accuracy"], "race": ["accuracy"]}
+
+
+def compile_model(model: keras.Model, learning_rate: float = 1e-3, losses: dict | None = None,
+                  loss_weights: dict[str, float] | None = None) -> keras.Model:
+    """Compile with one loss per head (`head_losses()` when None), per-head weights, and readable metrics."""
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss={"age": AgeLoss(age_loss, age_scale), "gender": "sparse_categorical_crossentropy",
-              "race": "sparse_categorical_crossentropy"},
-        loss_weights=loss_weights or {"age": 1.0, "gender": 1.0, "race": 1.0},
-        metrics={"age": ["mae"], "gender": ["accuracy"], "race": ["accuracy"]},
+        loss=losses or head_losses(),
+        loss_weights=loss_weights or {head: 1.0 for head in HEAD_NAMES},
+        metrics=HEAD_METRICS,
     )
     return model
 
@@ -108,24 +111,26 @@ class EpochLine(keras.callbacks.Callback):
         logs = logs or {}
         parts = [f"epoch {epoch + 1:3d}", f"loss {logs.get('loss', float('nan')):.3f}"]
         for key, label in (("val_age_mae", "val age MAE"), ("val_gender_accuracy", "val gender acc"),
-                           ("val_race_accuracy", "val race acc")):
+                           ("val_race_accuracy", "val race acc"), (SCORE, "val score")):
             if key in logs:
                 parts.append(f"{label} {logs[key]:.3f}")
         parts.append(f"{time.perf_counter() - self.started:.1f}s")
         self.print_fn(" | ".join(parts))
 
 
-def standard_callbacks(run_dir: str | Path, patience: int = 5, reduce_lr: bool = True,
-                       epoch_lines: bool = True) -> list[keras.callbacks.Callback]:
-    """CSV history, best-on-validation checkpoint, early stopping, optional LR schedule and progress."""
+def standard_callbacks(run_dir: str | Path, reference_errors: dict[str, float], patience: int = 5,
+                       reduce_lr: bool = True, epoch_lines: bool = True) -> list[keras.callbacks.Callback]:
+    """The selection score first (every head counts in it), then CSV history, best-on-`val_score`
+    checkpoint, early stopping, optional LR schedule and progress."""
     run_dir = Path(run_dir)
     callbacks = [
+        BalanceLog(reference_errors),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
-        keras.callbacks.ModelCheckpoint(str(run_dir / "model.keras"), monitor="val_loss", save_best_only=True),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
+        keras.callbacks.ModelCheckpoint(str(run_dir / "model.keras"), monitor=SCORE, mode="min", save_best_only=True),
+        keras.callbacks.EarlyStopping(monitor=SCORE, mode="min", patience=patience, restore_best_weights=True),
     ]
     if reduce_lr:
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=SCORE, mode="min", factor=0.5,
                                                            patience=max(1, patience // 2)))
     if epoch_lines:
         callbacks.append(EpochLine())
@@ -133,8 +138,10 @@ def standard_callbacks(run_dir: str | Path, patience: int = 5, reduce_lr: bool =
 
 
 def fit(model: keras.Model, train_data: tf.data.Dataset, validation_data: tf.data.Dataset, num_epochs: int,
-        run_dir: str | Path, patience: int = 5, progress: str = "lines") -> pd.DataFrame:
-    """Fit with the standard callbacks; progress is "lines" (one per epoch), "bar" (Keras) or "none".
+        run_dir: str | Path, reference_errors: dict[str, float], patience: int = 5,
+        progress: str = "lines", extra_callbacks: list[keras.callbacks.Callback] | None = None) -> pd.DataFrame:
+    """Fit with the standard callbacks, selecting on `val_score` against `reference_errors`
+    (`faceattr.balance.trivial_errors` of the training split); progress is "lines", "bar" (Keras) or "none".
 
     Ctrl-C stops cleanly and keeps the best checkpoint.
     """
@@ -142,7 +149,9 @@ def fit(model: keras.Model, train_data: tf.data.Dataset, validation_data: tf.dat
         raise ValueError(f"num_epochs={num_epochs} must be at least 1.")
     if progress not in ("lines", "bar", "none"):
         raise ValueError(f"progress={progress!r} is unknown; use 'lines', 'bar' or 'none'.")
-    callbacks = standard_callbacks(run_dir, patience=patience, epoch_lines=progress == "lines")
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    callbacks = standard_callbacks(run_dir, reference_errors, patience=patience, epoch_lines=progress == "lines")
+    callbacks += extra_callbacks or []
     try:
         model.fit(train_data, validation_data=validation_data, epochs=num_epochs, callbacks=callbacks, shuffle=False,
                   verbose="auto" if progress == "bar" else 0)
@@ -150,6 +159,24 @@ def fit(model: keras.Model, train_data: tf.data.Dataset, validation_data: tf.dat
         print(f"interrupted: the best checkpoint so far is {Path(run_dir) / 'model.keras'}")
     history_file = Path(run_dir) / "history.csv"
     return pd.read_csv(history_file) if history_file.exists() else pd.DataFrame()
+
+
+def timed_fit(model: keras.Model, train_data: tf.data.Dataset, validation_data: tf.data.Dataset,
+              num_epochs: int) -> pd.DataFrame:
+    """Plain `model.fit` for exactly `num_epochs` (no selection callbacks); the history gains the cumulative
+    training seconds at each epoch's end. Columns are named by head (`val_age_mae`) even for a one-head model,
+    whose logs Keras leaves unprefixed."""
+    seconds: list[float] = []
+    started = time.perf_counter()
+    clock = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seconds.append(time.perf_counter() - started))
+    history = model.fit(train_data, validation_data=validation_data, epochs=num_epochs, callbacks=[clock], shuffle=False,
+                        verbose=0)
+    logs = pd.DataFrame(history.history)
+    if len(model.output_names) == 1:
+        head = model.output_names[0]
+        logs = logs.rename(columns=lambda key: key if head in key else key.replace("val_", f"val_{head}_")
+                           if key.startswith("val_") else f"{head}_{key}")
+    return logs.assign(epoch=range(1, num_epochs + 1), seconds=seconds)
 
 
 def load_trained_model(run_dir: str | Path) -> keras.Model:
@@ -161,38 +188,53 @@ def load_trained_model(run_dir: str | Path) -> keras.Model:
     return keras.models.load_model(path, compile=False)
 
 
+def build_compiled(recipe: dict, train: pd.DataFrame, age_scale: float,
+                   learning_rate: float = 1e-3) -> keras.Model:
+    """Build `recipe`'s model (from `faceattr.defaults.resolve_recipe`) and compile it with its balanced losses."""
+    from faceattr.balance import prepare_balance
+    from faceattr.model import make_model
+
+    model = make_model(recipe["arch"], recipe["image_size"], age_scale, recipe["age_head"])
+    model, losses, weights = prepare_balance(model, train, recipe["loss_balance"], recipe["age_loss"], age_scale,
+                                             recipe["loss_weights"])
+    return compile_model(model, learning_rate, losses, weights)
+
+
 def train_run(data: str | Path, run_dir: str | Path, arch: str = "default", num_epochs: int = 10,
               batch_size: int = 64, image_size: int | None = None, seed: int = 42, overwrite: bool = False,
-              learning_rate: float = 1e-3, patience: int = 5, augment: bool = False,
-              progress: str = "lines") -> dict:
+              learning_rate: float = 1e-3, patience: int = 5, augment: bool = False, progress: str = "lines",
+              age_head: str | None = None, loss_balance: str | None = None,
+              loss_weights: dict[str, float] | None = None) -> dict:
     """Scan, split, train and evaluate one architecture; write everything into RUN_DIR."""
+    from faceattr.balance import trivial_errors, trivial_losses
     from faceattr.data import is_sample, save_split, scan, split_frame
-    from faceattr.defaults import check_settings
+    from faceattr.defaults import check_settings, resolve_recipe
     from faceattr.evaluate import evaluate_run
-    from faceattr.model import ARCH_SETTINGS, make_model
     from faceattr.pipeline import split_datasets
 
-    check_settings(arch, num_epochs, image_size, batch_size)
+    check_settings(arch, num_epochs, image_size, batch_size, loss_balance, age_head)
+    recipe = resolve_recipe(arch, image_size, age_head, loss_balance, loss_weights)
     result = scan(data)
     split = split_frame(result.frame, seed=seed)
     run_dir = prepare_run_dir(run_dir, overwrite)
     save_split(split, run_dir / "split.csv")
-    settings = ARCH_SETTINGS[arch]
-    image_size = image_size or settings["image_size"]
-    age_scale = float(split.loc[split["split"] == "train", "age"].max())  # from training data only
+    train = split[split["split"] == "train"]
+    age_scale = float(train["age"].max())  # from training data only
+    reference_errors = trivial_errors(train)
     config = write_run_config(
-        run_dir, data, is_sample(result.root), arch=arch, image_size=image_size, num_epochs=num_epochs,
-        batch_size=batch_size, seed=seed, learning_rate=learning_rate, patience=patience, augment=augment,
-        age_scale=age_scale, age_loss=settings["age_loss"], loss_weights=settings["loss_weights"],
+        run_dir, data, is_sample(result.root), **recipe, num_epochs=num_epochs, batch_size=batch_size, seed=seed,
+        learning_rate=learning_rate, patience=patience, augment=augment, age_scale=age_scale,
+        trivial_losses=trivial_losses(train, recipe["age_loss"], age_scale), trivial_errors=reference_errors,
+        monitor={"name": SCORE, "definition": SCORE_DEFINITION},
         split_counts=split["split"].value_counts().to_dict())
     keras.utils.set_random_seed(seed)
     use_mixed_precision_on_gpu()
     with device_strategy().scope():
-        model = compile_model(make_model(arch, image_size, age_scale), learning_rate, settings["age_loss"],
-                              age_scale, settings["loss_weights"])
-    datasets = split_datasets(split, image_size, batch_size, seed, augment)
+        model = build_compiled(recipe, train, age_scale, learning_rate)
+    datasets = split_datasets(split, recipe["image_size"], batch_size, seed, augment)
     started = time.perf_counter()
-    history = fit(model, datasets["train"], datasets["validation"], num_epochs, run_dir, patience, progress)
+    history = fit(model, datasets["train"], datasets["validation"], num_epochs, run_dir, reference_errors,
+                  patience, progress)
     config["train_seconds"] = round(time.perf_counter() - started, 2)
     config["epochs_run"] = len(history)
     write_json(run_dir / "config.json", config)

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from faceattr.cli import main
+from faceattr.defaults import RECIPES
 from tests.conftest import write_face
 
 
@@ -57,7 +58,42 @@ def test_run_dir_with_a_run_is_refused(trained_run, sample_dir, capsys):
     assert "--overwrite" in capsys.readouterr().err
 
 
+def test_train_records_the_balance_and_the_score_it_selected_on(trained_run):
+    config = json.loads((trained_run / "config.json").read_text())
+    assert config["loss_balance"] == RECIPES["default"]["loss_balance"]
+    assert config["monitor"]["name"] == "val_score" and "trivial" in config["monitor"]["definition"]
+    assert set(config["trivial_losses"]) == set(config["trivial_errors"]) == {"age", "gender", "race"}
+    history = pd.read_csv(trained_run / "history.csv")
+    assert {"val_score", "val_age_loss", "val_gender_loss", "val_race_loss"} <= set(history.columns)
+
+
+def test_train_with_learned_weights_and_the_expectation_head(sample_dir, tmp_path):
+    run_dir = tmp_path / "uncertainty"
+    assert main(["train", "--data", str(sample_dir), "--out", str(run_dir), "--epochs", "2", "--image-size", "32",
+                 "--batch-size", "32", "--loss-balance", "uncertainty", "--age-head", "expectation"]) == 0
+    config = json.loads((run_dir / "config.json").read_text())
+    assert (config["loss_balance"], config["age_head"]) == ("uncertainty", "expectation")
+    history = pd.read_csv(run_dir / "history.csv")
+    first = history.loc[0, ["age_weight", "gender_weight", "race_weight"]]
+    assert first.to_numpy() == pytest.approx([1 / config["trivial_losses"][h] for h in ("age", "gender", "race")],
+                                             rel=0.2)  # the learned weights start at the normalised ones
+
+
+def test_fixed_weights_from_the_command_line(sample_dir, tmp_path):
+    run_dir = tmp_path / "fixed"
+    assert main(["train", "--data", str(sample_dir), "--out", str(run_dir), "--epochs", "1", "--image-size", "32",
+                 "--loss-balance", "fixed", "--loss-weights", "age=2,gender=1,race=1.5"]) == 0
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["loss_weights"] == {"age": 2.0, "gender": 1.0, "race": 1.5}
+
+
 @pytest.mark.parametrize("args, fragment", [
+    (["--loss-balance", "magic"], "choose one of: fixed, normalised, uncertainty"),
+    (["--age-head", "cubic"], "choose one of: linear, sigmoid, expectation"),
+    (["--loss-weights", "age=2,gender=1"], "no loss weight for head 'race'"),
+    (["--loss-weights", "age=-2,gender=1,race=1"], "must be 0 or more"),
+    (["--loss-weights", "age=1,gender=1,race=1,beard=1"], "unknown head 'beard'"),
+    (["--loss-balance", "normalised", "--loss-weights", "age=1,gender=1,race=1"], "only for --loss-balance fixed"),
     (["--arch", "resnet"], "unknown arch 'resnet'"),
     (["--image-size", "16"], "image size 16 is below 32"),
     (["--epochs", "0"], "epochs=0 must be at least 1"),

@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 
+from faceattr.balance import trivial_errors
 from faceattr.data import scan, split_frame
 from faceattr.model import build_model
 from faceattr.pipeline import make_dataset, split_datasets
@@ -16,6 +17,11 @@ from faceattr.train import RunDirError, compile_model, fit, load_trained_model, 
 @pytest.fixture(scope="module")
 def tiny_split(sample_dir):
     return split_frame(scan(sample_dir, cache=False).frame, seed=0)
+
+
+def reference(split):
+    """The trivial predictor's errors on the training rows: what val_score is measured against."""
+    return trivial_errors(split[split["split"] == "train"])
 
 
 def tiny_model():
@@ -34,9 +40,11 @@ def test_loss_goes_down_over_a_few_steps(tiny_split):
 def test_fit_writes_history_and_a_loadable_best_checkpoint(tiny_split, tmp_path):
     keras.utils.set_random_seed(0)
     datasets = split_datasets(tiny_split, image_size=32, batch_size=32)
-    history = fit(tiny_model(), datasets["train"], datasets["validation"], 3, tmp_path, progress="none")
+    history = fit(tiny_model(), datasets["train"], datasets["validation"], 3, tmp_path, reference(tiny_split),
+                  progress="none")
     assert len(history) == 3
-    assert {"loss", "val_loss", "val_gender_accuracy", "val_race_accuracy", "val_age_mae"} <= set(history.columns)
+    assert {"loss", "val_loss", "val_gender_accuracy", "val_race_accuracy", "val_age_mae", "val_score",
+            "val_age_loss"} <= set(history.columns)
     restored = load_trained_model(tmp_path)
     assert restored(np.zeros((1, 32, 32, 3), "float32"))["race"].shape == (1, 5)
 
@@ -59,7 +67,8 @@ def test_ctrl_c_keeps_the_best_checkpoint(tiny_split, tmp_path, monkeypatch, cap
     real_callbacks = train.standard_callbacks
     monkeypatch.setattr(train, "standard_callbacks", lambda *a, **k: real_callbacks(*a, **k) + [InterruptAt(2)])
     datasets = split_datasets(tiny_split, image_size=32, batch_size=32)
-    history = fit(tiny_model(), datasets["train"], datasets["validation"], 10, tmp_path, progress="none")
+    history = fit(tiny_model(), datasets["train"], datasets["validation"], 10, tmp_path, reference(tiny_split),
+                  progress="none")
     assert len(history) == 2
     assert "interrupted" in capsys.readouterr().out
     restored = load_trained_model(tmp_path)
@@ -70,7 +79,7 @@ def test_ctrl_c_keeps_the_best_checkpoint(tiny_split, tmp_path, monkeypatch, cap
 def test_epochs_below_one_is_an_error(tiny_split, tmp_path):
     datasets = split_datasets(tiny_split, image_size=32, batch_size=32)
     with pytest.raises(ValueError, match="at least 1"):
-        fit(tiny_model(), datasets["train"], datasets["validation"], 0, tmp_path)
+        fit(tiny_model(), datasets["train"], datasets["validation"], 0, tmp_path, reference(tiny_split))
 
 
 def test_run_dir_that_holds_a_run_is_refused_unless_overwrite(tmp_path):

@@ -1,0 +1,155 @@
+"""Multi-task balance study: the report's recipe, today's default and each balancing scheme, over seeds.
+
+Every candidate trains on the same split for EPOCHS epochs with the kit's callbacks (selection on
+val_score). From each run's history we read the validation metrics of the epoch the checkpoint keeps,
+after 5 epochs and after EPOCHS epochs, and the seconds spent. The winner is chosen on validation only
+(lowest mean val_score over data sets and seeds); only it and the report's recipe are then scored once
+on the test split.
+
+Usage: python benchmarks/balance.py [--data sample --data generated:3000] [--seeds 3] [--epochs 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+HEADS = ("gender_accuracy", "race_accuracy", "age_mae")
+
+# name: settings for faceattr.defaults.resolve_recipe
+CANDIDATES = {
+    "old default (fixed 1/1/1)": {"arch": "default", "loss_balance": "fixed"},
+    "fixed 2/1/1.5 (report weights)": {"arch": "default", "loss_balance": "fixed",
+                                       "loss_weights": {"age": 2.0, "gender": 1.0, "race": 1.5}},
+    "normalised": {"arch": "default", "loss_balance": "normalised"},
+    "uncertainty": {"arch": "default", "loss_balance": "uncertainty"},
+    "normalised + expectation age": {"arch": "default", "loss_balance": "normalised", "age_head": "expectation"},
+    "report (198 px, its losses)": {"arch": "original"},
+}
+REPORT = "report (198 px, its losses)"
+
+
+def resolve_data(spec: str, workdir: Path) -> Path:
+    """"sample" is the embedded sample; "generated:N" writes an N-image UTKFace-format folder."""
+    from faceattr.data import resolve_data_dir
+    from faceattr.sample import write_sample
+
+    if spec.startswith("generated:"):
+        count = int(spec.split(":", 1)[1])
+        return write_sample(workdir / f"generated-{count}", count=count, seed=3)
+    return resolve_data_dir(spec)
+
+
+def selected(history, upto: int) -> dict:
+    """The validation metrics of the epoch the checkpoint keeps among the first `upto` epochs."""
+    window = history.iloc[:upto]
+    best = window["val_score"].idxmin()
+    return {"epoch": int(best) + 1, "val_score": float(window.loc[best, "val_score"]),
+            **{head: float(window.loc[best, f"val_{head}"]) for head in HEADS}}
+
+
+def run_one(name: str, settings: dict, split, seed: int, epochs: int, run_dir: Path) -> dict:
+    """Train one candidate with one seed; return its selected validation metrics and timings."""
+    import keras
+
+    from faceattr.balance import trivial_errors
+    from faceattr.defaults import resolve_recipe
+    from faceattr.pipeline import split_datasets
+    from faceattr.train import build_compiled, fit
+
+    train = split[split["split"] == "train"]
+    recipe = resolve_recipe(**settings)
+    keras.utils.set_random_seed(seed)
+    model = build_compiled(recipe, train, float(train["age"].max()))
+    datasets = split_datasets(split, recipe["image_size"], 64, seed=seed)
+    started, seconds = time.perf_counter(), []
+    clock = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seconds.append(time.perf_counter() - started))
+    history = fit(model, datasets["train"], datasets["validation"], epochs, run_dir, trivial_errors(train),
+                  progress="none", extra_callbacks=[clock])
+    return {"candidate": name, "seed": seed, "parameters": model.count_params(), "image_size": recipe["image_size"],
+            "epochs_run": len(history), "seconds": seconds,
+            "at_5": selected(history, 5), "at_end": selected(history, epochs),
+            "history": history.round(5).to_dict("list")}
+
+
+def summarise(rows: list[dict], key: str) -> dict:
+    """Mean and sd over seeds per data set and candidate, with the mean seconds spent up to that point."""
+    table = {}
+    for row in rows:
+        table.setdefault((row["data"], row["candidate"]), []).append(row)
+    out = {}
+    for (data, name), group in table.items():
+        values = {metric: [r[key][metric] for r in group] for metric in ("val_score", *HEADS)}
+        out[f"{data} | {name}"] = {metric: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0}
+                                   for metric, v in values.items()}
+        upto = 5 if key == "at_5" else None
+        out[f"{data} | {name}"]["seconds"] = float(np.mean([r["seconds"][:upto][-1] for r in group]))
+    return out
+
+
+def test_scores(name: str, data: str, split, seed: int, run_dir: Path) -> dict:
+    """Score one kept checkpoint on the full test split."""
+    from faceattr.evaluate import predict, summary_metrics
+    from faceattr.train import load_trained_model
+
+    model = load_trained_model(run_dir)
+    metrics = summary_metrics(predict(model, split[split["split"] == "test"], model.input_shape[1]))
+    return {"candidate": name, "data": data, "seed": seed,
+            **{key: metrics[key] for key in ("n", "gender_accuracy", "race_accuracy", "age_mae")}}
+
+
+def main() -> int:
+    """Run the grid, choose on validation, test the winner and the report once, write JSON."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", action="append", help='"sample" or "generated:N" (repeatable)')
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--candidates", nargs="*", default=list(CANDIDATES))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "balance.json"))
+    args = parser.parse_args()
+    from faceattr.data import scan, split_frame
+
+    rows, tests = [], []
+    with tempfile.TemporaryDirectory() as folder:
+        workdir = Path(folder)
+        splits = {}
+        for spec in args.data or ["sample", "generated:3000"]:
+            splits[spec] = split_frame(scan(resolve_data(spec, workdir)).frame, seed=42)
+        for spec, split in splits.items():
+            for name in args.candidates:
+                for seed in range(args.seeds):
+                    row = run_one(name, CANDIDATES[name], split, seed, args.epochs,
+                                  workdir / "runs" / f"{len(rows)}")
+                    row["data"], row["run"] = spec, len(rows)
+                    rows.append(row)
+                    with open(f"{args.out}.partial.jsonl", "a") as log:  # survives an interrupted study
+                        log.write(json.dumps(row) + "\n")
+                    print(f"{spec:16s} {name:32s} seed {seed}: " + ", ".join(
+                        f"{k} {row['at_end'][k]:.3f}" for k in ("val_score", *HEADS))
+                        + f" | {row['seconds'][-1]:.0f} s", flush=True)
+        at_end = summarise(rows, "at_end")
+        by_candidate = {name: np.mean([v["val_score"]["mean"] for k, v in at_end.items() if k.endswith(f"| {name}")])
+                        for name in args.candidates}
+        winner = min((name for name in by_candidate if name != REPORT), key=by_candidate.get)
+        print(f"chosen on validation (lowest mean val_score): {winner}")
+        for row in rows:
+            if row["candidate"] in (winner, REPORT):
+                tests.append(test_scores(row["candidate"], row["data"], splits[row["data"]], row["seed"],
+                                         workdir / "runs" / f"{row['run']}"))
+    payload = {"epochs": args.epochs, "seeds": args.seeds, "winner": winner, "mean_val_score": by_candidate,
+               "at_5": summarise(rows, "at_5"), "at_end": at_end, "test": tests, "runs": rows}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(payload, indent=1) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

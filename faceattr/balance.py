@@ -1,0 +1,185 @@
+"""Multi-task balance: each head's trivial-predictor loss, the loss-weighting schemes, learned
+uncertainty weighting (Kendall, Gal & Cipolla, CVPR 2018), and a model-selection score in which
+every head counts."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from faceattr import import_tensorflow
+from faceattr.defaults import LOSS_BALANCES, check_loss_weights
+from faceattr.labels import GENDER_NAMES, HEAD_NAMES, RACE_NAMES
+from faceattr.model import AgeLoss
+
+import_tensorflow()
+import keras  # noqa: E402  (after the quiet TensorFlow import)
+from keras import layers, ops  # noqa: E402
+
+CLASS_COUNTS = {"gender": len(GENDER_NAMES), "race": len(RACE_NAMES)}
+SCORE = "val_score"  # what checkpointing, early stopping and the LR schedule monitor (lower is better)
+SCORE_DEFINITION = ("mean over the three heads of validation error / trivial-predictor error: age MAE / MAE of "
+                    "always predicting the median training age, and (1 - accuracy) / (1 - majority-class share) "
+                    "for gender and race; 1 = no better than guessing, 0 = perfect")
+
+
+def head_losses(age_loss: str = "huber", age_scale: float = 116.0) -> dict[str, keras.losses.Loss]:
+    """The loss of each head: a regression loss on scaled age, cross-entropy for the two class heads."""
+    return {"age": AgeLoss(age_loss, age_scale),
+            "gender": keras.losses.SparseCategoricalCrossentropy(name="gender_loss"),
+            "race": keras.losses.SparseCategoricalCrossentropy(name="race_loss")}
+
+
+def trivial_predictions(train: pd.DataFrame) -> dict[str, np.ndarray | float]:
+    """What a model that ignores the image would predict: the median age, and each class's share."""
+    return {"age": float(train["age"].median()),
+            **{head: np.bincount(train[head], minlength=count) / len(train) for head, count in CLASS_COUNTS.items()}}
+
+
+def trivial_losses(train: pd.DataFrame, age_loss: str = "huber", age_scale: float = 116.0) -> dict[str, float]:
+    """Each head's loss on the training split when it predicts `trivial_predictions`, by the very losses used in training."""
+    guesses, losses = trivial_predictions(train), head_losses(age_loss, age_scale)
+    rows = len(train)
+    predicted = {"age": np.full((rows, 1), guesses["age"], "float32"),
+                 **{head: np.tile(guesses[head], (rows, 1)).astype("float32") for head in CLASS_COUNTS}}
+    targets = {"age": train["age"].to_numpy("float32"),
+               **{head: train[head].to_numpy("int32") for head in CLASS_COUNTS}}
+    return {head: float(losses[head](targets[head], predicted[head])) for head in HEAD_NAMES}
+
+
+def trivial_errors(train: pd.DataFrame) -> dict[str, float]:
+    """The trivial predictor's error per head: MAE of the median age, and 1 - the majority class's share."""
+    guesses = trivial_predictions(train)
+    return {"age": float((train["age"] - guesses["age"]).abs().mean()),
+            **{head: float(1 - guesses[head].max()) for head in CLASS_COUNTS}}
+
+
+def balance_weights(scheme: str, reference_losses: dict[str, float],
+                    weights: dict[str, float] | None = None) -> dict[str, float]:
+    """Loss weights per head: "fixed" uses `weights` (1 each when None); "normalised" is 1 / trivial loss, so
+    every head's weighted loss starts near 1; "uncertainty" is 1 each, since its learned weights do the balancing."""
+    if scheme not in LOSS_BALANCES:
+        raise ValueError(f"unknown loss balance {scheme!r}; choose one of: {', '.join(LOSS_BALANCES)}.")
+    if scheme == "fixed":
+        return check_loss_weights(weights) if weights is not None else {head: 1.0 for head in HEAD_NAMES}
+    if weights is not None:
+        raise ValueError(f"loss weights are only for the 'fixed' balance; {scheme!r} sets its own.")
+    if scheme == "uncertainty":
+        return {head: 1.0 for head in HEAD_NAMES}
+    return {head: 1.0 / reference_losses[head] for head in HEAD_NAMES}
+
+
+@keras.saving.register_keras_serializable(package="faceattr")
+class TaskUncertainty(layers.Layer):
+    """Holds one learned log-variance s per head; passes the model's outputs through unchanged.
+
+    The losses read s (see `UncertaintyWeightedLoss`): each head's loss L is trained as exp(-s) * L + s,
+    whose minimum over s is at exp(-s) = 1 / L. Adam moves a weight by about the learning rate per step,
+    too slowly for s to follow the losses in a few hundred steps, so s is stored as `rate` x a weight.
+    """
+
+    def __init__(self, initial_log_variance: dict[str, float] | None = None, rate: float = 10.0, **kwargs):
+        super().__init__(**kwargs)
+        self.initial_log_variance = dict(initial_log_variance or {head: 0.0 for head in HEAD_NAMES})
+        self.rate = float(rate)
+
+    def build(self, input_shape) -> None:
+        """One scalar weight per head."""
+        self.scaled_log_variance = {
+            head: self.add_weight(shape=(), name=f"{head}_log_variance",
+                                  initializer=keras.initializers.Constant(value / self.rate))
+            for head, value in self.initial_log_variance.items()}
+
+    def call(self, outputs):
+        """Identity: the weights are used by the losses, not by the forward pass."""
+        return {head: ops.copy(value) for head, value in outputs.items()}
+
+    def log_variance(self, head: str):
+        """The head's current s, as a tensor the loss can differentiate."""
+        return self.rate * self.scaled_log_variance[head]
+
+    def weights_now(self) -> dict[str, float]:
+        """The current weight exp(-s) of each head's loss."""
+        return {head: float(math.exp(-float(ops.convert_to_numpy(self.log_variance(head))))) for head in HEAD_NAMES}
+
+    def get_config(self) -> dict:
+        """Config for saving."""
+        return {**super().get_config(), "initial_log_variance": self.initial_log_variance, "rate": self.rate}
+
+
+class UncertaintyWeightedLoss(keras.losses.Loss):
+    """Trains on exp(-s) * L + s for one head, but reports plain L, so logged head losses compare across schemes."""
+
+    def __init__(self, loss: keras.losses.Loss, uncertainty: TaskUncertainty, head: str):
+        super().__init__(name=loss.name)
+        self.loss, self.uncertainty, self.head = loss, uncertainty, head
+
+    def call(self, y_true, y_pred):
+        """Per-sample weighted loss for the gradient, plain loss as the value (a straight-through trick)."""
+        plain = self.loss.call(y_true, y_pred)
+        log_variance = self.uncertainty.log_variance(self.head)
+        weighted = ops.exp(-log_variance) * plain + log_variance
+        return plain + (weighted - ops.stop_gradient(weighted))
+
+    def get_config(self) -> dict:
+        """The name only: the link to the layer is rebuilt by `with_task_uncertainty`."""
+        return {"name": self.name}
+
+
+def with_task_uncertainty(model: keras.Model, losses: dict[str, keras.losses.Loss],
+                          reference_losses: dict[str, float]) -> tuple[keras.Model, dict[str, keras.losses.Loss]]:
+    """Add a `TaskUncertainty` layer after the outputs, and wrap each head's loss with its learned weight.
+
+    Each s starts at log(trivial loss), so training starts from the normalised weights and then learns.
+    """
+    uncertainty = TaskUncertainty({head: math.log(reference_losses[head]) for head in HEAD_NAMES},
+                                  name="task_uncertainty")
+    wrapped_model = keras.Model(model.inputs, uncertainty(model.output), name=model.name)
+    wrapped_losses = {head: UncertaintyWeightedLoss(losses[head], uncertainty, head) for head in HEAD_NAMES}
+    return wrapped_model, wrapped_losses
+
+
+def task_uncertainty_layer(model: keras.Model) -> TaskUncertainty | None:
+    """The model's TaskUncertainty layer, if it has one."""
+    return next((layer for layer in model.layers if isinstance(layer, TaskUncertainty)), None)
+
+
+def selection_score(logs: dict[str, float], reference_errors: dict[str, float], prefix: str = "val_") -> float:
+    """Mean over heads of error / trivial error, from Keras logs (see SCORE_DEFINITION)."""
+    relative = [logs[f"{prefix}age_mae"] / reference_errors["age"]]
+    relative += [(1 - logs[f"{prefix}{head}_accuracy"]) / reference_errors[head] for head in CLASS_COUNTS]
+    return float(np.mean(relative))
+
+
+class BalanceLog(keras.callbacks.Callback):
+    """Adds `score` and `val_score` to the epoch logs, and each learned head weight (`age_weight`, ...)
+    when the model has a TaskUncertainty layer. Put it first, so the other callbacks see these keys."""
+
+    def __init__(self, reference_errors: dict[str, float]):
+        super().__init__()
+        self.reference_errors = reference_errors
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Write the scores and learned weights into `logs` in place."""
+        if logs is None:
+            return
+        logs["score"] = selection_score(logs, self.reference_errors, prefix="")
+        if "val_age_mae" in logs:
+            logs[SCORE] = selection_score(logs, self.reference_errors)
+        uncertainty = task_uncertainty_layer(self.model)
+        if uncertainty is not None:
+            logs.update({f"{head}_weight": weight for head, weight in uncertainty.weights_now().items()})
+
+
+def prepare_balance(model: keras.Model, train: pd.DataFrame, scheme: str, age_loss: str, age_scale: float,
+                    weights: dict[str, float] | None = None
+                    ) -> tuple[keras.Model, dict[str, keras.losses.Loss], dict[str, float]]:
+    """The model (with TaskUncertainty for "uncertainty"), the losses and the loss weights for `scheme`."""
+    reference = trivial_losses(train, age_loss, age_scale)
+    loss_weights = balance_weights(scheme, reference, weights)
+    losses = head_losses(age_loss, age_scale)
+    if scheme == "uncertainty":
+        model, losses = with_task_uncertainty(model, losses, reference)
+    return model, losses, loss_weights

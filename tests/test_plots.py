@@ -1,0 +1,50 @@
+"""Figures show what the lessons say they show: per-head losses, learned weights, metric baselines."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from faceattr.plots import loss_weight_curves, multitask_plot, training_curves  # noqa: E402
+
+HEADS = ("age", "gender", "race")
+
+
+def history(epochs: int = 3) -> pd.DataFrame:
+    """A history.csv-shaped frame with distinct values per column."""
+    rng = np.random.default_rng(0)
+    columns = [f"{prefix}{head}_{kind}" for prefix in ("", "val_") for head in HEADS for kind in ("loss",)]
+    columns += [f"{prefix}age_mae" for prefix in ("", "val_")]
+    columns += [f"{prefix}{head}_accuracy" for prefix in ("", "val_") for head in ("gender", "race")]
+    columns += [f"{head}_weight" for head in HEADS]
+    return pd.DataFrame(rng.uniform(0.01, 2, (epochs, len(columns))), columns=columns)
+
+
+def test_training_curves_plot_each_heads_loss_and_metric():
+    frame = history()
+    figure = training_curves(frame)
+    axes = figure.axes
+    assert len(axes) == 6
+    titles = [axis.get_title() for axis in axes]
+    assert [t.split()[0] for t in titles[:3]] == list(HEADS) and all("loss" in t for t in titles[:3])
+    for axis, head in zip(axes[:3], HEADS):
+        training, validation = axis.get_lines()
+        assert np.allclose(training.get_ydata(), frame[f"{head}_loss"])
+        assert np.allclose(validation.get_ydata(), frame[f"val_{head}_loss"])
+    assert np.allclose(axes[3].get_lines()[1].get_ydata(), frame["val_age_mae"])
+
+
+def test_loss_weight_curves_plot_the_learned_weights():
+    frame = history()
+    lines = loss_weight_curves(frame).axes[0].get_lines()
+    assert [line.get_label() for line in lines] == list(HEADS)
+    assert np.allclose(lines[1].get_ydata(), frame["gender_weight"])
+
+
+def test_multitask_plot_has_one_bar_per_setting_per_head():
+    table = pd.DataFrame({"age_mae": [8.0, 9.0], "gender_accuracy": [0.9, 0.8], "race_accuracy": [0.7, 0.75]},
+                         index=["multi", "single"])
+    figure = multitask_plot(table)
+    heights = [[bar.get_height() for bar in axis.patches] for axis in figure.axes]
+    assert heights == [[0.9, 0.8], [0.7, 0.75], [8.0, 9.0]]
