@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Put the venv first on PATH so Jupyter kernels started by papermill/nbval use it.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test lab bench sample clean
+.PHONY: run test lab bench bench-balance sample clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py $(if $(DATA),--data $(DATA))
+
+# The full multi-task balance study: every scheme, 3 seeds, 15 epochs, the sample and a generated 3,000-image folder.
+bench-balance: $(STAMP)
+	$(BIN)/python benchmarks/balance.py
 
 clean:
 	rm -rf runs .pytest_cache

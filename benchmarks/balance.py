@@ -25,6 +25,7 @@ HEADS = ("gender_accuracy", "race_accuracy", "age_mae")
 
 # name: settings for faceattr.defaults.resolve_recipe
 CANDIDATES = {
+    "kit default": {"arch": "default"},
     "old default (fixed 1/1/1)": {"arch": "default", "loss_balance": "fixed"},
     "fixed 2/1/1.5 (report weights)": {"arch": "default", "loss_balance": "fixed",
                                        "loss_weights": {"age": 2.0, "gender": 1.0, "race": 1.5}},
@@ -105,49 +106,71 @@ def test_scores(name: str, data: str, split, seed: int, run_dir: Path) -> dict:
             **{key: metrics[key] for key in ("n", "gender_accuracy", "race_accuracy", "age_mae")}}
 
 
-def main() -> int:
-    """Run the grid, choose on validation, test the winner and the report once, write JSON."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", action="append", help='"sample" or "generated:N" (repeatable)')
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--candidates", nargs="*", default=list(CANDIDATES))
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "balance.json"))
-    args = parser.parse_args()
+def study(data_specs: list[str], candidates: list[str], seeds: int, epochs: int, test: bool = True,
+          log: str | None = None) -> dict:
+    """Run the grid; choose on validation; with `test`, score the winner and the report once on the test split."""
     from faceattr.data import scan, split_frame
 
     rows, tests = [], []
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
-        splits = {}
-        for spec in args.data or ["sample", "generated:3000"]:
-            splits[spec] = split_frame(scan(resolve_data(spec, workdir)).frame, seed=42)
+        splits = {spec: split_frame(scan(resolve_data(spec, workdir)).frame, seed=42) for spec in data_specs}
         for spec, split in splits.items():
-            for name in args.candidates:
-                for seed in range(args.seeds):
-                    row = run_one(name, CANDIDATES[name], split, seed, args.epochs,
-                                  workdir / "runs" / f"{len(rows)}")
+            for name in candidates:
+                for seed in range(seeds):
+                    row = run_one(name, CANDIDATES[name], split, seed, epochs, workdir / "runs" / f"{len(rows)}")
                     row["data"], row["run"] = spec, len(rows)
                     rows.append(row)
-                    with open(f"{args.out}.partial.jsonl", "a") as log:  # survives an interrupted study
-                        log.write(json.dumps(row) + "\n")
+                    if log:
+                        with open(log, "a") as stream:  # survives an interrupted study
+                            stream.write(json.dumps(row) + "\n")
                     print(f"{spec:16s} {name:32s} seed {seed}: " + ", ".join(
                         f"{k} {row['at_end'][k]:.3f}" for k in ("val_score", *HEADS))
-                        + f" | {row['seconds'][-1]:.0f} s", flush=True)
+                        + f" | {row['seconds'][-1]:.0f} s", file=sys.stderr, flush=True)
         at_end = summarise(rows, "at_end")
-        by_candidate = {name: np.mean([v["val_score"]["mean"] for k, v in at_end.items() if k.endswith(f"| {name}")])
-                        for name in args.candidates}
+        by_candidate = {name: float(np.mean([v["val_score"]["mean"] for k, v in at_end.items() if k.endswith(f"| {name}")]))
+                        for name in candidates}
         winner = min((name for name in by_candidate if name != REPORT), key=by_candidate.get)
-        print(f"chosen on validation (lowest mean val_score): {winner}")
-        for row in rows:
-            if row["candidate"] in (winner, REPORT):
-                tests.append(test_scores(row["candidate"], row["data"], splits[row["data"]], row["seed"],
-                                         workdir / "runs" / f"{row['run']}"))
-    payload = {"epochs": args.epochs, "seeds": args.seeds, "winner": winner, "mean_val_score": by_candidate,
-               "at_5": summarise(rows, "at_5"), "at_end": at_end, "test": tests, "runs": rows}
+        if test:
+            for row in rows:
+                if row["candidate"] in (winner, REPORT):
+                    tests.append(test_scores(row["candidate"], row["data"], splits[row["data"]], row["seed"],
+                                             workdir / "runs" / f"{row['run']}"))
+    return {"epochs": epochs, "seeds": seeds, "winner_on_validation": winner, "mean_val_score": by_candidate,
+            "at_5": summarise(rows, "at_5"), "at_end": at_end, "test": tests, "runs": rows}
+
+
+def markdown_table(summary: dict, data: str) -> str:
+    """One data set's rows of `summarise` output as a Markdown table, mean ± sd over seeds."""
+    lines = ["| candidate | gender acc | race acc | age MAE (years) | val score | seconds |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for key, row in summary.items():
+        if key.startswith(f"{data} | "):
+            cells = [f"{row[m]['mean']:.3f} ± {row[m]['sd']:.3f}" for m in ("gender_accuracy", "race_accuracy")]
+            cells += [f"{row['age_mae']['mean']:.2f} ± {row['age_mae']['sd']:.2f}",
+                      f"{row['val_score']['mean']:.3f} ± {row['val_score']['sd']:.3f}", f"{row['seconds']:.0f}"]
+            lines.append(f"| {key.split(' | ')[1]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    """Run the full study and write its JSON."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", action="append", help='"sample" or "generated:N" (repeatable)')
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--candidates", nargs="*", default=[name for name in CANDIDATES if name != "kit default"])
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "balance.json"))
+    args = parser.parse_args()
+    payload = study(args.data or ["sample", "generated:3000"], args.candidates, args.seeds, args.epochs,
+                    log=f"{args.out}.partial.jsonl")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(payload, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    for data in args.data or ["sample", "generated:3000"]:
+        for key in ("at_5", "at_end"):
+            print(f"\n{data}, validation, epoch kept among the first {5 if key == 'at_5' else args.epochs}:")
+            print(markdown_table(payload[key], data))
+    print(f"chosen on validation: {payload['winner_on_validation']}; wrote {args.out}")
     return 0
 
 

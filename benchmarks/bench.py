@@ -121,19 +121,15 @@ def phase_train_default(data: str, epochs: int) -> dict:
     """The kit's default: 64 px, cached tf.data, default trunk; speed and accuracy after EPOCHS."""
     import keras
 
-    from faceattr.defaults import DEFAULT_IMAGE_SIZE
+    from faceattr.defaults import DEFAULT_IMAGE_SIZE, resolve_recipe
     from faceattr.evaluate import predict, summary_metrics
-    from faceattr.model import ARCH_SETTINGS, make_model
     from faceattr.pipeline import split_datasets
-    from faceattr.train import compile_model
+    from faceattr.train import build_compiled
 
     keras.utils.set_random_seed(42)
     split = load_split(data)
     train, test = split[split["split"] == "train"], split[split["split"] == "test"]
-    age_scale = float(train["age"].max())
-    settings = ARCH_SETTINGS["default"]
-    model = compile_model(make_model("default", DEFAULT_IMAGE_SIZE, age_scale), age_loss=settings["age_loss"],
-                          age_scale=age_scale, loss_weights=settings["loss_weights"])
+    model = build_compiled(resolve_recipe("default"), train, float(train["age"].max()))
     datasets = split_datasets(split, DEFAULT_IMAGE_SIZE, 64, seed=42)
     model.fit(datasets["train"].take(1), verbose=0)  # warm-up step
     started = time.perf_counter()
@@ -189,16 +185,16 @@ def phase_scan(data: str, epochs: int) -> dict:
 def phase_memory_24k(data: str, epochs: int) -> dict:
     """Peak memory while training the default configuration for one epoch on 24,000 images."""
     from faceattr.data import scan, split_frame
-    from faceattr.defaults import DEFAULT_IMAGE_SIZE
-    from faceattr.model import make_model
+    from faceattr.defaults import DEFAULT_IMAGE_SIZE, resolve_recipe
     from faceattr.pipeline import split_datasets
     from faceattr.sample import write_sample
-    from faceattr.train import compile_model
+    from faceattr.train import build_compiled
 
     with tempfile.TemporaryDirectory() as folder:
         os.environ["FACEATTR_CACHE_DIR"] = str(Path(folder) / "cache")
         split = split_frame(scan(write_sample(Path(folder) / "faces", count=24000, seed=7)).frame, seed=42)
-        model = compile_model(make_model("default", DEFAULT_IMAGE_SIZE))
+        train = split[split["split"] == "train"]
+        model = build_compiled(resolve_recipe("default"), train, float(train["age"].max()))
         started = time.perf_counter()
         model.fit(split_datasets(split, DEFAULT_IMAGE_SIZE, 64)["train"], epochs=1, verbose=0)
         return {"train_images": int((split["split"] == "train").sum()), "epoch_seconds": time.perf_counter() - started}
@@ -211,18 +207,16 @@ def phase_tradeoff(data: str, epochs: int) -> dict:
     """Image size and batch norm: seconds per (cached) epoch vs best validation scores, EPOCHS*2 epochs each."""
     import keras
 
-    from faceattr.model import ARCH_SETTINGS, make_model
+    from faceattr.defaults import resolve_recipe
     from faceattr.pipeline import split_datasets
-    from faceattr.train import compile_model
+    from faceattr.train import build_compiled
 
     split = load_split(data)
-    age_scale = float(split.loc[split["split"] == "train", "age"].max())
+    train = split[split["split"] == "train"]
     rows = []
     for arch, size in TRADEOFF:
         keras.utils.set_random_seed(42)
-        settings = ARCH_SETTINGS[arch]
-        model = compile_model(make_model(arch, size, age_scale), age_loss=settings["age_loss"], age_scale=age_scale,
-                              loss_weights=settings["loss_weights"])
+        model = build_compiled(resolve_recipe(arch, size), train, float(train["age"].max()))
         datasets = split_datasets(split, size, 64, seed=42)
         for _batch in datasets["train"]:  # fill the cache: time training, not decoding
             pass
@@ -231,10 +225,21 @@ def phase_tradeoff(data: str, epochs: int) -> dict:
         started = time.perf_counter()
         history = model.fit(datasets["train"], validation_data=datasets["validation"], epochs=2 * epochs, verbose=0)
         seconds = (time.perf_counter() - started) / (2 * epochs)
-        best = int(np.argmin(history.history["val_loss"]))
+        best = int(np.argmin(history.history["val_loss"]))  # one recipe per row: its own weighted loss is comparable
         rows.append({"arch": arch, "image_size": size, "parameters": model.count_params(), "seconds_per_epoch": seconds,
                      **{key: history.history[f"val_{key}"][best] for key in ("gender_accuracy", "race_accuracy", "age_mae")}})
     return {"epochs": 2 * epochs, "rows": rows}
+
+
+BALANCE_CANDIDATES = ["old default (fixed 1/1/1)", "kit default", "report (198 px, its losses)"]
+
+
+def phase_balance(data: str, epochs: int) -> dict:
+    """The multi-task balance study in short: old default, kit default and the report's recipe, 3 seeds,
+    EPOCHS*2 epochs, validation split (benchmarks/balance.py runs the full study)."""
+    from balance import study  # benchmarks/balance.py, beside this script
+
+    return study([data], BALANCE_CANDIDATES, seeds=3, epochs=2 * epochs, test=False)
 
 
 def _open(path: str, size: int):
@@ -251,7 +256,7 @@ def pick(metrics: dict) -> dict:
 
 PHASES = {"input": phase_input, "train_report": phase_train_report, "train_default": phase_train_default,
           "inference": phase_inference, "scan": phase_scan, "memory_24k": phase_memory_24k,
-          "tradeoff": phase_tradeoff}
+          "tradeoff": phase_tradeoff, "balance": phase_balance}
 
 
 # ---------------------------------------------------------------- driver
@@ -327,6 +332,11 @@ def print_table(results: dict, summary: dict) -> None:
     for row in results["tradeoff"]["rows"]:
         print(f"  {row['arch']:10s} {row['image_size']:5d} {row['parameters']:9,d} {row['seconds_per_epoch']:8.2f} "
               f"{row['gender_accuracy']:7.3f} {row['race_accuracy']:6.3f} {row['age_mae']:8.1f}")
+    print(f"balance on the validation split after {results['balance']['epochs']} epochs, mean ± sd over "
+          f"{results['balance']['seeds']} seeds:")
+    for key, row in results["balance"]["at_end"].items():
+        print(f"  {key.split(' | ')[1]:34s} " + "  ".join(f"{metric} {row[metric]['mean']:.3f} ± {row[metric]['sd']:.3f}"
+                                                   for metric in ("gender_accuracy", "race_accuracy", "age_mae")))
     print("ratios: " + ", ".join(f"{k} {v:.2f}" for k, v in summary.items()))
 
 
@@ -347,7 +357,7 @@ def main() -> int:
         print(json.dumps(payload))
         return 0
     results = {}
-    for name in ("scan", "input", "train_default", "train_report", "inference", "memory_24k", "tradeoff"):
+    for name in ("scan", "input", "train_default", "train_report", "inference", "memory_24k", "tradeoff", "balance"):
         print(f"running {name} ...", flush=True)
         results[name] = run_phase(name, data, args.epochs)
     summary = ratios(results)

@@ -41,9 +41,10 @@ def age_output(features: keras.KerasTensor, age_head: str, age_scale: float,
                dropout: float = 0.0) -> keras.KerasTensor:
     """The age head in years.
 
-    "linear" (default): one linear unit; never negative at inference.
+    "linear": one linear unit; never negative at inference.
     "sigmoid": the report's, sigmoid x max age.
-    "expectation": softmax over age bins, predicting the expected bin centre (DEX, Rothe et al. 2015).
+    "expectation" (the default recipe's): softmax over age bins, predicting the expected bin centre
+    (DEX, Rothe et al. 2015).
     """
     check_choice("age head", age_head, AGE_HEADS)
     if age_head == "expectation":
@@ -59,7 +60,8 @@ def age_output(features: keras.KerasTensor, age_head: str, age_scale: float,
 
 def build_model(image_size: int = DEFAULT_IMAGE_SIZE, trunk_filters: tuple[int, ...] = DEFAULT_TRUNK,
                 batch_norm: bool = False, dropout: float = 0.0, pooling: str = "max",
-                age_head: str = "linear", age_scale: float = AGE_MAX, name: str = "faceattr") -> keras.Model:
+                age_head: str = RECIPES["default"]["age_head"], age_scale: float = AGE_MAX,
+                name: str = "faceattr") -> keras.Model:
     """Shared conv trunk (3x3 conv, relu, 2x2 max pool per block) with three heads."""
     if image_size < max(MIN_IMAGE_SIZE, 2 ** len(trunk_filters)):
         raise ValueError(f"image_size={image_size} is too small for {len(trunk_filters)} pooling blocks; "

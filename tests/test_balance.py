@@ -98,7 +98,7 @@ def test_uncertainty_loss_reports_the_plain_loss_but_trains_the_weighted_one():
 def test_uncertainty_weighting_learns(tmp_path):
     keras.utils.set_random_seed(0)
     frame = TRAIN.assign(age=TRAIN["age"].astype(float))
-    model, losses, weights = prepare_balance(build_model(image_size=32, trunk_filters=(8, 16)), frame,
+    model, losses, weights = prepare_balance(build_model(image_size=32, trunk_filters=(8, 16), age_head="linear"), frame,
                                              "uncertainty", "huber", 100.0)
     compile_model(model, 3e-3, losses, weights)
     layer = task_uncertainty_layer(model)

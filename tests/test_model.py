@@ -23,7 +23,11 @@ def test_parameter_count_matches_hand_count():
     conv = (3 * 3 * 3 * 8 + 8) + (3 * 3 * 8 * 16 + 16)
     dense = 3 * (16 * 128 + 128)
     outputs = (128 + 1) + (128 * 2 + 2) + (128 * 5 + 5)
-    assert build_model(image_size=32, trunk_filters=(8, 16)).count_params() == conv + dense + outputs
+    linear = build_model(image_size=32, trunk_filters=(8, 16), age_head="linear")
+    assert linear.count_params() == conv + dense + outputs
+    # the expectation head: 30 bins instead of one unit, plus 30 fixed bin centres
+    expectation = build_model(image_size=32, trunk_filters=(8, 16), age_head="expectation")
+    assert expectation.count_params() == conv + dense + outputs - (128 + 1) + (128 * 30 + 30) + 30
 
 
 def test_batch_norm_and_pooling_options_change_the_graph():
@@ -87,8 +91,8 @@ def test_huber_age_loss_is_linear_for_large_errors():
     assert float(loss(np.array([0.0]), np.array([[50.0]]))) == pytest.approx(0.045, rel=1e-5)
 
 
-def test_default_age_head_is_linear_in_training_and_never_negative_at_inference():
-    model = build_model(image_size=32, trunk_filters=(8,))
+def test_linear_age_head_is_linear_in_training_and_never_negative_at_inference():
+    model = build_model(image_size=32, trunk_filters=(8,), age_head="linear")
     unit = model.get_layer("age_unit")
     kernel, bias = unit.get_weights()
     unit.set_weights([kernel, bias - 50.0])  # push the output far below zero
