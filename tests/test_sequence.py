@@ -49,7 +49,9 @@ def test_sequence_chains_with_non_default_parameters(sample_dir, tmp_path, capsy
     run_dir = tmp_path / "run"
     code = main(["run", "--data", str(sample_dir), "--out", str(run_dir), "-p", "image_size", "32",
                  "-p", "num_epochs", "2", "-p", "experiment_epochs", "1", "-p", "trunk_filters", "[8, 16, 32]",
-                 "-p", "architectures", '["default", "batchnorm"]', "-p", "batch_size", "32"])
+                 "-p", "architectures", '["default", "batchnorm"]', "-p", "batch_size", "32",
+                 "-p", "loss_balances", '["fixed", "uncertainty"]', "-p", "loss_balance", "uncertainty",
+                 "-p", "probe_epochs", "1"])
     assert code == 0
     output = capsys.readouterr().out
     assert "SYNTHETIC" in output and "07_experiments.ipynb" in output
@@ -64,7 +66,12 @@ def test_sequence_chains_with_non_default_parameters(sample_dir, tmp_path, capsy
     assert config["image_size"] == 32 and config["num_epochs"] == 2
     history = (run_dir / "history.csv").read_text().strip().splitlines()
     assert len(history) == 1 + 2
-    assert sorted(p.name for p in (run_dir / "experiments").iterdir()) == ["batchnorm", "default"]
+    assert sorted(p.name for p in (run_dir / "experiments").iterdir()) == [
+        "batchnorm", "default", "default-fixed", "default-uncertainty"]
+    assert config["loss_balance"] == "uncertainty"
+    assert "age_weight" in history[0]  # the learned weights are logged, and 04 plots them
+    for figure in ("training_curves", "loss_weights", "experiments", "multitask_vs_single"):
+        assert (run_dir / "figures" / f"{figure}.png").is_file(), figure
 
 
 def test_a_failing_notebook_names_itself_and_the_cell(tmp_path, capsys):
