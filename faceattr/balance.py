@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from faceattr import import_tensorflow
-from faceattr.defaults import LOSS_BALANCES, check_loss_weights
-from faceattr.labels import GENDER_NAMES, HEAD_NAMES, RACE_NAMES
+from faceattr.defaults import LOSS_BALANCES, check_choice, check_loss_weights
+from faceattr.labels import AGE_MAX, GENDER_NAMES, HEAD_NAMES, RACE_NAMES
 from faceattr.model import AgeLoss
 
 import_tensorflow()
@@ -25,7 +25,7 @@ SCORE_DEFINITION = ("mean over the three heads of validation error / trivial-pre
                     "for gender and race; 1 = no better than guessing, 0 = perfect")
 
 
-def head_losses(age_loss: str = "huber", age_scale: float = 116.0) -> dict[str, keras.losses.Loss]:
+def head_losses(age_loss: str = "huber", age_scale: float = AGE_MAX) -> dict[str, keras.losses.Loss]:
     """The loss of each head: a regression loss on scaled age, cross-entropy for the two class heads."""
     return {"age": AgeLoss(age_loss, age_scale),
             "gender": keras.losses.SparseCategoricalCrossentropy(name="gender_loss"),
@@ -38,7 +38,7 @@ def trivial_predictions(train: pd.DataFrame) -> dict[str, np.ndarray | float]:
             **{head: np.bincount(train[head], minlength=count) / len(train) for head, count in CLASS_COUNTS.items()}}
 
 
-def trivial_losses(train: pd.DataFrame, age_loss: str = "huber", age_scale: float = 116.0) -> dict[str, float]:
+def trivial_losses(train: pd.DataFrame, age_loss: str = "huber", age_scale: float = AGE_MAX) -> dict[str, float]:
     """Each head's loss on the training split when it predicts `trivial_predictions`, by the very losses used in training."""
     guesses, losses = trivial_predictions(train), head_losses(age_loss, age_scale)
     rows = len(train)
@@ -60,8 +60,7 @@ def balance_weights(scheme: str, reference_losses: dict[str, float],
                     weights: dict[str, float] | None = None) -> dict[str, float]:
     """Loss weights per head: "fixed" uses `weights` (1 each when None); "normalised" is 1 / trivial loss, so
     every head's weighted loss starts near 1; "uncertainty" is 1 each, since its learned weights do the balancing."""
-    if scheme not in LOSS_BALANCES:
-        raise ValueError(f"unknown loss balance {scheme!r}; choose one of: {', '.join(LOSS_BALANCES)}.")
+    check_choice("loss balance", scheme, LOSS_BALANCES)
     if scheme == "fixed":
         return check_loss_weights(weights) if weights is not None else {head: 1.0 for head in HEAD_NAMES}
     if weights is not None:
