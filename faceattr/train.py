@@ -11,8 +11,11 @@ from pathlib import Path
 import pandas as pd
 
 from faceattr import import_tensorflow
-from faceattr.balance import SCORE, SCORE_DEFINITION, BalanceLog, head_losses
+from faceattr.balance import (SCORE, SCORE_DEFINITION, BalanceLog, head_losses, prepare_balance, trivial_errors,
+                              trivial_losses)
+from faceattr.defaults import check_settings, resolve_recipe
 from faceattr.labels import HEAD_NAMES
+from faceattr.model import make_model
 
 tf = import_tensorflow()
 import keras  # noqa: E402  (after the quiet TensorFlow import)
@@ -174,8 +177,12 @@ def timed_fit(model: keras.Model, train_data: tf.data.Dataset, validation_data: 
     logs = pd.DataFrame(history.history)
     if len(model.output_names) == 1:
         head = model.output_names[0]
-        logs = logs.rename(columns=lambda key: key if head in key else key.replace("val_", f"val_{head}_")
-                           if key.startswith("val_") else f"{head}_{key}")
+
+        def by_head(key: str) -> str:
+            """`mae` -> `age_mae`, `val_loss` -> `val_age_loss`."""
+            return key.replace("val_", f"val_{head}_") if key.startswith("val_") else f"{head}_{key}"
+
+        logs = logs.rename(columns=by_head)
     return logs.assign(epoch=range(1, num_epochs + 1), seconds=seconds)
 
 
@@ -191,9 +198,6 @@ def load_trained_model(run_dir: str | Path) -> keras.Model:
 def build_compiled(recipe: dict, train: pd.DataFrame, age_scale: float,
                    learning_rate: float = 1e-3) -> keras.Model:
     """Build `recipe`'s model (from `faceattr.defaults.resolve_recipe`) and compile it with its balanced losses."""
-    from faceattr.balance import prepare_balance
-    from faceattr.model import make_model
-
     model = make_model(recipe["arch"], recipe["image_size"], age_scale, recipe["age_head"])
     model, losses, weights = prepare_balance(model, train, recipe["loss_balance"], recipe["age_loss"], age_scale,
                                              recipe["loss_weights"])
@@ -206,9 +210,7 @@ def train_run(data: str | Path, run_dir: str | Path, arch: str = "default", num_
               age_head: str | None = None, loss_balance: str | None = None,
               loss_weights: dict[str, float] | None = None) -> dict:
     """Scan, split, train and evaluate one architecture; write everything into RUN_DIR."""
-    from faceattr.balance import trivial_errors, trivial_losses
     from faceattr.data import is_sample, save_split, scan, split_frame
-    from faceattr.defaults import check_settings, resolve_recipe
     from faceattr.evaluate import evaluate_run
     from faceattr.pipeline import split_datasets
 

@@ -117,3 +117,20 @@ def test_mirrored_strategy_on_two_logical_cpus():
     result = subprocess.run([sys.executable, "-c", STRATEGY_SCRIPT], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "replicas 2" in result.stdout
+
+
+def test_timed_fit_names_a_single_heads_columns_by_head_and_times_each_epoch(tiny_split):
+    from faceattr.balance import head_losses
+    from faceattr.train import HEAD_METRICS, timed_fit
+
+    full = build_model(image_size=32, trunk_filters=(8,))
+    model = keras.Model(full.input, {"race": full.output["race"]})
+    model.compile(optimizer="adam", loss={"race": head_losses()["race"]}, metrics={"race": HEAD_METRICS["race"]})
+    datasets = split_datasets(tiny_split, image_size=32, batch_size=32)
+
+    def race_only(images, targets):
+        return images, {"race": targets["race"]}
+
+    history = timed_fit(model, datasets["train"].map(race_only), datasets["validation"].map(race_only), 2)
+    assert {"race_loss", "race_accuracy", "val_race_loss", "val_race_accuracy"} <= set(history.columns)
+    assert list(history["epoch"]) == [1, 2] and history["seconds"].is_monotonic_increasing
