@@ -11,6 +11,7 @@ import pandas as pd
 
 from faceattr import import_tensorflow
 from faceattr.defaults import LOSS_BALANCES, check_choice, check_loss_weights
+from faceattr.errors import SettingsError
 from faceattr.labels import AGE_MAX, GENDER_NAMES, HEAD_NAMES, RACE_NAMES
 from faceattr.model import AgeLoss
 
@@ -64,7 +65,7 @@ def balance_weights(scheme: str, reference_losses: dict[str, float],
     if scheme == "fixed":
         return check_loss_weights(weights) if weights is not None else {head: 1.0 for head in HEAD_NAMES}
     if weights is not None:
-        raise ValueError(f"loss weights are only for the 'fixed' balance; {scheme!r} sets its own.")
+        raise SettingsError(f"loss weights are only for the 'fixed' balance; {scheme!r} sets its own.")
     if scheme == "uncertainty":
         return {head: 1.0 for head in HEAD_NAMES}
     return {head: 1.0 / reference_losses[head] for head in HEAD_NAMES}

@@ -8,12 +8,18 @@ import sys
 import time
 from pathlib import Path
 
-from faceattr.data import DataError, resolve_data_dir, scan, split_frame
+import os
+import traceback
+
+from faceattr.data import resolve_data_dir, scan, split_frame
 from faceattr.defaults import AGE_HEADS, ARCH_NAMES, LOSS_BALANCES
-from faceattr.notebook import SequenceError
+from faceattr.errors import FaceattrError, SettingsError
+
+BUG_LINE = ("faceattr {command}: this is a bug in faceattr, not in your data or settings; please report it "
+            "with the traceback above.")
 
 
-class UsageError(ValueError):
+class UsageError(SettingsError):
     """A bad command-line value, reported as one line."""
 
 
@@ -216,17 +222,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; bad input becomes a one-line error and exit status 2."""
+    """Run the CLI: an expected failure (`FaceattrError`) is one line and exit status 2; anything else is a bug
+    and keeps its traceback (exit 1)."""
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
-    except (DataError, UsageError, SequenceError, ValueError, FileNotFoundError) as error:
+        status = args.handler(args)
+        sys.stdout.flush()  # a closed pipe shows up here, not in the interpreter's exit
+        return status
+    except FaceattrError as error:
         print(f"faceattr {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"faceattr {args.command}: interrupted", file=sys.stderr)
         return 130
-
+    except BrokenPipeError:  # `faceattr scan DATA | head`: the reader left, which is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
+    except Exception:
+        traceback.print_exc()
+        print(BUG_LINE.format(command=args.command), file=sys.stderr)
+        return 1
 
 if __name__ == "__main__":
     sys.exit(main())

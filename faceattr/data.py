@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
+import sys
 import tarfile
+import tempfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -14,19 +17,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from faceattr.errors import DataError, DatasetNotFound  # noqa: F401  (re-exported)
+from faceattr.files import atomic_write, atomic_write_json, locked
 from faceattr.labels import AGE_MAX, AGE_MIN, GENDER_NAMES, RACE_NAMES, age_band
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png")
-SCAN_FORMAT_VERSION = "1"  # bump when the parser or the scan's columns change
+SCAN_FORMAT_VERSION = "2"  # bump when the parser or the scan's columns change
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-class DataError(ValueError):
-    """Bad data input, with a message that says what to do."""
-
-
-class DatasetNotFound(DataError, FileNotFoundError):
-    """The data path does not exist."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +52,7 @@ def parse_filename(name: str) -> Parsed:
     age_text, gender_text, race_text = fields[:3]
     if "" in (age_text, gender_text, race_text):
         return Parsed(reason="empty field")
-    if not (age_text.isdigit() and gender_text.isdigit() and race_text.isdigit()):
+    if not all(text.isascii() and text.isdigit() for text in (age_text, gender_text, race_text)):  # not "²"
         return Parsed(reason="non-numeric field")
     age, gender, race = int(age_text), int(gender_text), int(race_text)
     if not AGE_MIN <= age <= AGE_MAX:
@@ -67,16 +64,28 @@ def parse_filename(name: str) -> Parsed:
     return Parsed(age=age, gender=gender, race=race)
 
 
+# What the training pipeline's tf.io.decode_image reads (MPO is a phone camera's JPEG). TIFF, PPM, TGA, ICO and
+# the rest open in PIL but not in TensorFlow; 1-bit BMP neither. tests/test_scan.py ties this rule to TensorFlow.
+DECODABLE_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP")
+
+
 def check_image(path: str | Path) -> str | None:
-    """Decode an image cheaply; return None if it is readable, else the reason."""
+    """Decode an image cheaply; return None if the training pipeline can read it, else the reason."""
     from PIL import Image
 
-    if os.path.getsize(path) == 0:
-        return "empty file (0 bytes)"
     try:
+        if os.path.getsize(path) == 0:
+            return "empty file (0 bytes)"
         with Image.open(path) as image:
+            if image.format not in DECODABLE_FORMATS or (image.format == "BMP" and image.mode == "1"):
+                kind = f"1-bit {image.format}" if image.format == "BMP" else image.format
+                return f"format TensorFlow cannot decode ({kind})"
             image.draft("RGB", (image.width // 8 or 1, image.height // 8 or 1))
             image.load()
+    except Image.DecompressionBombError:
+        return f"too many pixels (over {2 * Image.MAX_IMAGE_PIXELS:,}): a decompression bomb"
+    except PermissionError:
+        return "unreadable (permission denied)"
     except (OSError, SyntaxError, ValueError):
         return "unreadable image (truncated or corrupt)"
     return None
@@ -101,34 +110,63 @@ def default_cache_dir() -> Path:
     return Path(configured) if configured else Path.home() / ".cache" / "faceattr"
 
 
-def list_files(root: Path) -> list[tuple[str, int, int]]:
-    """List (relative path, size, mtime_ns) of every file under `root`, sorted."""
-    entries = []
-    for folder, _dirs, names in os.walk(root):
+def usable_cache_dir() -> Path:
+    """The cache folder if it can be written, else a private temporary one (with a note on stderr)."""
+    wanted = default_cache_dir()
+    try:
+        wanted.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=wanted):
+            return wanted
+    except OSError as error:
+        fallback = Path(tempfile.gettempdir()) / f"faceattr-cache-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+        fallback.mkdir(mode=0o700, exist_ok=True)
+        print(f"note: the cache folder {wanted} cannot be written ({error.strerror}); using {fallback} instead. "
+              "Set FACEATTR_CACHE_DIR to a writable folder to keep the cache.", file=sys.stderr)
+        return fallback
+
+
+def list_files(root: Path) -> tuple[list[tuple[str, int, int]], list[dict[str, str]]]:
+    """List (relative path, size, mtime_ns) of every file under `root`, sorted, and the entries that cannot be
+    read (dangling or looping links, unreadable folders) with a reason each."""
+    entries, problems = [], []
+
+    def unreadable_folder(error: OSError) -> None:
+        """os.walk's error hook: record the folder it could not list."""
+        problems.append({"file": os.path.relpath(error.filename, root), "reason": "unreadable folder"})
+
+    for folder, _dirs, names in os.walk(root, onerror=unreadable_folder):
         for name in names:
             full = os.path.join(folder, name)
-            stat = os.stat(full)
+            try:
+                stat = os.stat(full)
+            except OSError as error:
+                reason = "link loop" if error.errno == errno.ELOOP else (
+                    "dangling link" if os.path.islink(full) else "unreadable file")
+                problems.append({"file": os.path.relpath(full, root), "reason": reason})
+                continue
             entries.append((os.path.relpath(full, root), stat.st_size, stat.st_mtime_ns))
-    return sorted(entries)
+    return sorted(entries), problems
+
+
+FRAME_COLUMNS = ["file", "age", "gender", "race", "gender_name", "race_name", "age_band", "path"]
 
 
 def build_frame(rows: list[dict], root: Path) -> pd.DataFrame:
     """Turn parsed rows into the labelled DataFrame, sorted by file."""
-    columns = ["file", "age", "gender", "race"]
-    frame = pd.DataFrame(rows, columns=columns).sort_values("file", ignore_index=True)
+    frame = pd.DataFrame(rows, columns=["file", "age", "gender", "race"]).sort_values("file", ignore_index=True)
     frame[["age", "gender", "race"]] = frame[["age", "gender", "race"]].astype("int64")
     frame["gender_name"] = [GENDER_NAMES[g] for g in frame["gender"]]
     frame["race_name"] = [RACE_NAMES[r] for r in frame["race"]]
     frame["age_band"] = [age_band(a) for a in frame["age"]]
     frame["path"] = [str(root / f) for f in frame["file"]]
-    return frame
+    return frame[FRAME_COLUMNS]
 
 
 def scan_folder(root: Path, progress: bool = False, workers: int = 8,
-                files: list[tuple[str, int, int]] | None = None) -> ScanResult:
+                listing: tuple[list[tuple[str, int, int]], list[dict[str, str]]] | None = None) -> ScanResult:
     """Scan a folder recursively (or the given `list_files` listing); parse names, check every image decodes."""
-    files = list_files(root) if files is None else files
-    rows, skipped, to_check = [], [], []
+    files, problems = list_files(root) if listing is None else listing
+    rows, skipped, to_check = [], list(problems), []
     for relative, _size, _mtime in files:
         parsed = parse_filename(relative)
         if parsed.ok:
@@ -150,28 +188,45 @@ def scan_folder(root: Path, progress: bool = False, workers: int = 8,
     return ScanResult(build_frame(rows, root), skipped_frame, root)
 
 
+def archive_key(archive: Path) -> str:
+    """A key for an archive's content: its name, its size and a hash of its first and last MiB (no mtime, so a
+    copied or touched archive reuses its extraction)."""
+    size = archive.stat().st_size
+    digest = hashlib.sha1(f"{archive.name}|{size}".encode())
+    with open(archive, "rb") as stream:
+        digest.update(stream.read(1 << 20))
+        stream.seek(max(0, size - (1 << 20)))
+        digest.update(stream.read(1 << 20))
+    return digest.hexdigest()[:16]
+
+
 def extract_tarball(archive: Path, cache_dir: Path) -> Path:
-    """Extract a UTKFace .tar.gz into the cache (once) and return the folder."""
-    stat = archive.stat()
-    key = hashlib.sha1(f"{archive.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    target = cache_dir / "extracted" / key
-    if target.exists():
-        return target
-    staging = Path(f"{target}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        with tarfile.open(archive, "r:*") as tar:
-            members = [m for m in tar.getmembers() if m.isfile()]
-            if not any(parse_filename(m.name).ok for m in members):
-                raise DataError(f"{archive} is not a UTKFace archive: it holds no files named "
-                                "age_gender_race_datetime.jpg. Download UTKFace.tar.gz (see data/README.md).")
-            staging.mkdir(parents=True)
-            tar.extractall(staging, members=members, filter="data")
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise DataError(f"{archive} is not a readable .tar.gz ({error}). "
-                        "Re-download UTKFace.tar.gz (see data/README.md).") from error
-    staging.rename(target)
+    """Extract a UTKFace .tar.gz into the cache (once, under a lock, atomically) and return the folder."""
+    extracted = cache_dir / "extracted"
+    target = extracted / archive_key(archive)
+    with locked(f"{target}.lock"):  # a second scan of the same archive waits here, then reuses the result
+        if target.is_dir():
+            return target
+        extracted.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.", suffix=".partial", dir=extracted))
+        try:
+            with tarfile.open(archive, "r:*") as tar:
+                members = [m for m in tar.getmembers() if m.isfile()]
+                if not any(parse_filename(m.name).ok for m in members):
+                    raise DataError(f"{archive} is not a UTKFace archive: it holds no files named "
+                                    "age_gender_race_datetime.jpg. Download UTKFace.tar.gz (see data/README.md).")
+                tar.extractall(staging, members=members, filter="data")
+            atomic_write_json(f"{target}.json", {"archive": str(archive.resolve()), "size": archive.stat().st_size,
+                                                 "files": len(members)})
+            staging.rename(target)
+        except (tarfile.TarError, EOFError, zlib.error) as error:
+            raise DataError(f"{archive} is not a readable .tar.gz ({error}). "
+                            "Re-download UTKFace.tar.gz (see data/README.md).") from error
+        except OSError as error:
+            raise DataError(f"could not extract {archive} into {extracted} ({error.strerror or error}); free some "
+                            "disk space, or set FACEATTR_CACHE_DIR to a writable folder.") from error
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
@@ -189,27 +244,39 @@ def scan(data: str | Path, progress: bool = False, cache: bool = True) -> ScanRe
     if not path.exists():
         raise DatasetNotFound(f"{path} does not exist. Download UTKFace.tar.gz (see data/README.md) "
                               "or run `faceattr sample data/sample` for the synthetic sample.")
-    cache_dir = default_cache_dir()
+    cache_dir = usable_cache_dir()
     if path.is_file():
         if not path.name.endswith((".tar.gz", ".tgz", ".tar")):
             raise DataError(f"{path} is a file, not a folder or a .tar.gz. "
                             "Point DATA at the UTKFace folder or at UTKFace.tar.gz.")
         path = extract_tarball(path, cache_dir)
     root = path.resolve()
-    files = list_files(root)
-    cache_file = cache_dir / "scans" / f"{scan_cache_key(root, files)}.pkl"
-    if cache and cache_file.exists():
-        frame, skipped = pd.read_pickle(cache_file)
-        result = ScanResult(frame, skipped, root)
-    else:
-        result = scan_folder(root, progress=progress, files=files)
+    listing = list_files(root)
+    cache_file = cache_dir / "scans" / f"{scan_cache_key(root, listing[0])}.pkl"
+    result = read_scan_cache(cache_file, root) if cache else None
+    if result is None:
+        result = scan_folder(root, progress=progress, listing=listing)
+        if cache:
+            atomic_write(cache_file, lambda temporary: pd.to_pickle((result.frame, result.skipped), temporary))
     if result.frame.empty:
         raise DataError(f"{path} holds no valid UTKFace images ({len(result.skipped)} files skipped). "
                         "Files must be named age_gender_race_datetime.jpg; see data/README.md.")
-    if cache and not cache_file.exists():
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        pd.to_pickle((result.frame, result.skipped), cache_file)
     return result
+
+
+def read_scan_cache(cache_file: Path, root: Path) -> ScanResult | None:
+    """A cached scan, or None when there is none or it is damaged (then it is rebuilt)."""
+    if not cache_file.exists():
+        return None
+    try:
+        frame, skipped = pd.read_pickle(cache_file)
+        if list(frame.columns) != FRAME_COLUMNS or list(skipped.columns) != ["file", "reason"]:
+            raise ValueError("unexpected columns")
+    except Exception as error:  # truncated, garbled or foreign: any failure to read means "scan again"
+        print(f"note: the scan cache {cache_file} is damaged ({type(error).__name__}); scanning again.",
+              file=sys.stderr)
+        return None
+    return ScanResult(frame, skipped, root)
 
 
 def stratify_key(frame: pd.DataFrame, min_count: int) -> pd.Series:

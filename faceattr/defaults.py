@@ -3,6 +3,7 @@ place (the CLI checks before importing TF)."""
 
 from __future__ import annotations
 
+from faceattr.errors import SettingsError
 from faceattr.labels import HEAD_NAMES
 
 DEFAULT_IMAGE_SIZE = 64
@@ -11,6 +12,7 @@ DEFAULT_BATCH_SIZE = 64
 DEFAULT_EPOCHS = 10
 DEFAULT_SEED = 42
 MIN_IMAGE_SIZE = 32
+MAX_IMAGE_SIZE = 512  # a 512 px batch of 64 already needs several GB; larger sizes only exhaust memory
 
 AGE_HEADS: tuple[str, ...] = ("linear", "sigmoid", "expectation")
 AGE_LOSSES: tuple[str, ...] = ("huber", "mae", "mse")
@@ -37,7 +39,7 @@ ARCH_NAMES: tuple[str, ...] = tuple(RECIPES)
 def check_choice(kind: str, value: str, choices: tuple[str, ...]) -> str:
     """Return `value` if it is one of `choices`, else raise an error that names them."""
     if value not in choices:
-        raise ValueError(f"unknown {kind} {value!r}; choose one of: {', '.join(choices)}.")
+        raise SettingsError(f"unknown {kind} {value!r}; choose one of: {', '.join(choices)}.")
     return value
 
 
@@ -45,14 +47,14 @@ def check_loss_weights(weights: dict[str, float]) -> dict[str, float]:
     """Return the weights as floats if there is one non-negative weight per head, else raise."""
     unknown = sorted(set(weights) - set(HEAD_NAMES))
     if unknown:
-        raise ValueError(f"loss weight for unknown head {unknown[0]!r}; the heads are: {', '.join(HEAD_NAMES)}.")
+        raise SettingsError(f"loss weight for unknown head {unknown[0]!r}; the heads are: {', '.join(HEAD_NAMES)}.")
     missing = [head for head in HEAD_NAMES if head not in weights]
     if missing:
-        raise ValueError(f"no loss weight for head {missing[0]!r}; give one for each of: {', '.join(HEAD_NAMES)}.")
+        raise SettingsError(f"no loss weight for head {missing[0]!r}; give one for each of: {', '.join(HEAD_NAMES)}.")
     checked = {head: float(weights[head]) for head in HEAD_NAMES}
     negative = [head for head, weight in checked.items() if not weight >= 0]  # also catches NaN
     if negative:
-        raise ValueError(f"loss weight {negative[0]}={weights[negative[0]]} must be 0 or more.")
+        raise SettingsError(f"loss weight {negative[0]}={weights[negative[0]]} must be 0 or more.")
     return checked
 
 
@@ -64,7 +66,7 @@ def parse_loss_weights(text: str) -> dict[str, float]:
         try:
             weights[name.strip()] = float(value)
         except ValueError:
-            raise ValueError(f"loss weights {text!r} must look like age=2,gender=1,race=1.5.") from None
+            raise SettingsError(f"loss weights {text!r} must look like age=2,gender=1,race=1.5.") from None
     return check_loss_weights(weights)
 
 
@@ -79,13 +81,21 @@ def resolve_recipe(arch: str = "default", image_size: int | None = None, age_hea
     check_choice("age head", recipe["age_head"], AGE_HEADS)
     check_choice("loss balance", recipe["loss_balance"], LOSS_BALANCES)
     if loss_weights is not None and recipe["loss_balance"] != "fixed":
-        raise ValueError(f"loss weights are only for --loss-balance fixed; {recipe['loss_balance']!r} sets its own.")
+        raise SettingsError(f"loss weights are only for --loss-balance fixed; {recipe['loss_balance']!r} sets its own.")
     if recipe["loss_balance"] == "fixed":
         own = RECIPES[arch]["loss_weights"] if RECIPES[arch]["loss_balance"] == "fixed" else None
         recipe["loss_weights"] = check_loss_weights(loss_weights or own or EQUAL_LOSS_WEIGHTS)
     else:
         recipe["loss_weights"] = None
     return {"arch": arch, **recipe}
+
+
+def check_image_size(image_size: int) -> int:
+    """Return `image_size` if it lies in MIN_IMAGE_SIZE..MAX_IMAGE_SIZE, else raise an error that says so."""
+    if not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:
+        raise SettingsError(f"image size {image_size} is outside {MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE}; "
+                            f"{DEFAULT_IMAGE_SIZE} is the default.")
+    return image_size
 
 
 def check_settings(arch: str, num_epochs: int, image_size: int | None, batch_size: int,
@@ -97,9 +107,8 @@ def check_settings(arch: str, num_epochs: int, image_size: int | None, batch_siz
     if age_head is not None:
         check_choice("age head", age_head, AGE_HEADS)
     if num_epochs < 1:
-        raise ValueError(f"epochs={num_epochs} must be at least 1.")
-    if image_size is not None and image_size < MIN_IMAGE_SIZE:
-        raise ValueError(f"image size {image_size} is below {MIN_IMAGE_SIZE}; use {MIN_IMAGE_SIZE} or more "
-                         f"({DEFAULT_IMAGE_SIZE} is the default).")
+        raise SettingsError(f"epochs={num_epochs} must be at least 1.")
+    if image_size is not None:
+        check_image_size(image_size)
     if batch_size < 1:
-        raise ValueError(f"batch size {batch_size} must be at least 1.")
+        raise SettingsError(f"batch size {batch_size} must be at least 1.")

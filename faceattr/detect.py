@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
 from faceattr import import_tensorflow
+from faceattr.errors import PhotoError
 from faceattr.labels import GENDER_NAMES, RACE_NAMES
 
 tf = import_tensorflow()
@@ -18,10 +19,6 @@ CROP_PIXELS = 200          # UTKFace's aligned & cropped images are 200 x 200
 EYE_DISTANCE = 0.30        # eye-to-eye distance as a share of the crop width
 EYE_HEIGHT = 0.45          # height of the eyes' midpoint as a share of the crop height
 MAX_DETECTION_SIDE = 1600  # larger photos are downscaled for detection, boxes mapped back
-
-
-class PhotoError(ValueError):
-    """A photo that cannot be read."""
 
 
 def load_photo(path: str | Path) -> Image.Image:

@@ -10,7 +10,9 @@ import_tensorflow()
 import keras  # noqa: E402  (after the quiet TensorFlow import)
 from keras import layers, ops  # noqa: E402
 
-from faceattr.defaults import AGE_HEADS, AGE_LOSSES, DEFAULT_IMAGE_SIZE, DEFAULT_TRUNK, MIN_IMAGE_SIZE, RECIPES, check_choice
+from faceattr.defaults import (AGE_HEADS, AGE_LOSSES, DEFAULT_IMAGE_SIZE, DEFAULT_TRUNK, MIN_IMAGE_SIZE, RECIPES,
+                               check_choice, check_image_size)
+from faceattr.errors import SettingsError
 from faceattr.labels import AGE_MAX, GENDER_NAMES, RACE_NAMES
 
 ORIGINAL_TRUNK = (32, 64, 128, 160, 192)
@@ -64,10 +66,10 @@ def build_model(image_size: int = DEFAULT_IMAGE_SIZE, trunk_filters: tuple[int, 
                 name: str = "faceattr") -> keras.Model:
     """Shared conv trunk (3x3 conv, relu, 2x2 max pool per block) with three heads."""
     if image_size < max(MIN_IMAGE_SIZE, 2 ** len(trunk_filters)):
-        raise ValueError(f"image_size={image_size} is too small for {len(trunk_filters)} pooling blocks; "
+        raise SettingsError(f"image_size={image_size} is too small for {len(trunk_filters)} pooling blocks; "
                          f"use at least {max(MIN_IMAGE_SIZE, 2 ** len(trunk_filters))}.")
     if pooling not in ("max", "average"):
-        raise ValueError(f"pooling={pooling!r} is unknown; use 'max' or 'average'.")
+        raise SettingsError(f"pooling={pooling!r} is unknown; use 'max' or 'average'.")
     inputs = keras.Input(shape=(image_size, image_size, 3), name="face")
     x = layers.Rescaling(1 / 255, name="scale_pixels")(inputs)
     for block, filters in enumerate(trunk_filters, start=1):
@@ -103,7 +105,7 @@ def transfer_model(image_size: int = RECIPES["mobilenet"]["image_size"], backbon
     builders = {"mobilenet_v3_small": keras.applications.MobileNetV3Small,
                 "efficientnet_b0": keras.applications.EfficientNetB0}
     if backbone not in builders:
-        raise ValueError(f"backbone={backbone!r} is unknown; use one of {sorted(builders)}.")
+        raise SettingsError(f"backbone={backbone!r} is unknown; use one of {sorted(builders)}.")
     inputs = keras.Input(shape=(image_size, image_size, 3), name="face")
     try:
         base = builders[backbone](input_shape=(image_size, image_size, 3), include_top=False,
@@ -156,7 +158,5 @@ def make_model(arch: str, image_size: int | None = None, age_scale: float = AGE_
                age_head: str | None = None) -> keras.Model:
     """Build a named architecture at `image_size`, with `age_head` (its recipe's own when None)."""
     recipe = RECIPES[check_choice("arch", arch, tuple(BUILDERS))]
-    size = image_size or recipe["image_size"]
-    if size < MIN_IMAGE_SIZE:
-        raise ValueError(f"image size {size} is below {MIN_IMAGE_SIZE}; use {MIN_IMAGE_SIZE} or more.")
+    size = check_image_size(image_size or recipe["image_size"])
     return BUILDERS[arch](image_size=size, age_scale=age_scale, age_head=age_head or recipe["age_head"])

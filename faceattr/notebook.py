@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from faceattr import stderr_to
+from faceattr.errors import SequenceError
 from faceattr.data import PROJECT_ROOT, is_sample
 
 
@@ -46,10 +47,6 @@ def describe_data(path: str | Path) -> str:
 
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
-
-
-class SequenceError(RuntimeError):
-    """A notebook of the sequence failed, or its parameters were wrong."""
 
 
 def lesson_notebooks(folder: Path = NOTEBOOK_DIR) -> list[Path]:

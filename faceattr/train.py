@@ -14,6 +14,7 @@ from faceattr import import_tensorflow
 from faceattr.balance import (SCORE, SCORE_DEFINITION, BalanceLog, head_losses, prepare_balance, trivial_errors,
                               trivial_losses)
 from faceattr.defaults import check_settings, resolve_recipe
+from faceattr.errors import RunDirError, SettingsError
 from faceattr.labels import HEAD_NAMES
 from faceattr.model import make_model
 
@@ -21,10 +22,6 @@ tf = import_tensorflow()
 import keras  # noqa: E402  (after the quiet TensorFlow import)
 
 RUN_FILES = ("model.keras", "config.json")
-
-
-class RunDirError(ValueError):
-    """A run folder that cannot be used as asked."""
 
 
 def prepare_run_dir(run_dir: str | Path, overwrite: bool = False) -> Path:
@@ -149,9 +146,9 @@ def fit(model: keras.Model, train_data: tf.data.Dataset, validation_data: tf.dat
     Ctrl-C stops cleanly and keeps the best checkpoint.
     """
     if num_epochs < 1:
-        raise ValueError(f"num_epochs={num_epochs} must be at least 1.")
+        raise SettingsError(f"num_epochs={num_epochs} must be at least 1.")
     if progress not in ("lines", "bar", "none"):
-        raise ValueError(f"progress={progress!r} is unknown; use 'lines', 'bar' or 'none'.")
+        raise SettingsError(f"progress={progress!r} is unknown; use 'lines', 'bar' or 'none'.")
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     callbacks = standard_callbacks(run_dir, reference_errors, patience=patience, epoch_lines=progress == "lines")
     callbacks += extra_callbacks or []

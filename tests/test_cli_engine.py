@@ -95,7 +95,8 @@ def test_fixed_weights_from_the_command_line(sample_dir, tmp_path):
     (["--loss-weights", "age=1,gender=1,race=1,beard=1"], "unknown head 'beard'"),
     (["--loss-balance", "normalised", "--loss-weights", "age=1,gender=1,race=1"], "only for --loss-balance fixed"),
     (["--arch", "resnet"], "unknown arch 'resnet'"),
-    (["--image-size", "16"], "image size 16 is below 32"),
+    (["--image-size", "16"], "image size 16 is outside 32..512"),
+    (["--image-size", "10000"], "image size 10000 is outside 32..512"),
     (["--epochs", "0"], "epochs=0 must be at least 1"),
 ])
 def test_bad_training_settings_fail_fast_in_one_line(args, fragment, tmp_path):

@@ -61,7 +61,7 @@ def test_sigmoid_age_head_stays_within_age_scale():
     assert ((ages >= 0) & (ages <= 80)).all()
 
 
-@pytest.mark.parametrize("arch, message", [("resnet", "unknown arch 'resnet'"), ("default", "below 32")])
+@pytest.mark.parametrize("arch, message", [("resnet", "unknown arch 'resnet'"), ("default", "outside 32..512")])
 def test_make_model_rejects_bad_settings(arch, message):
     with pytest.raises(ValueError, match=message):
         make_model(arch, image_size=16 if arch == "default" else None)

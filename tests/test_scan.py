@@ -91,8 +91,8 @@ def test_listing_order_does_not_change_frame_or_split(sample_dir, monkeypatch):
     first = scan(sample_dir, cache=False).frame
     real_walk = os.walk
 
-    def reversed_walk(root):
-        for folder, dirs, names in real_walk(root):
+    def reversed_walk(root, **options):
+        for folder, dirs, names in real_walk(root, **options):
             yield folder, dirs[::-1], names[::-1]
 
     monkeypatch.setattr(data.os, "walk", reversed_walk)

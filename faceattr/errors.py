@@ -1,0 +1,32 @@
+"""The kit's expected failures: each one is a clear, one-line message that names the path or setting and what
+to do. The CLI prints these as one line; anything else is a bug and keeps its traceback."""
+
+from __future__ import annotations
+
+
+class FaceattrError(Exception):
+    """An expected failure caused by the input, the settings or the files, never by a bug."""
+
+
+class SettingsError(FaceattrError, ValueError):
+    """A bad setting or parameter value."""
+
+
+class DataError(FaceattrError, ValueError):
+    """Bad data input, with a message that says what to do."""
+
+
+class DatasetNotFound(DataError, FileNotFoundError):
+    """The data path does not exist."""
+
+
+class RunDirError(FaceattrError, ValueError):
+    """A run folder that cannot be used as asked, or is damaged."""
+
+
+class PhotoError(FaceattrError, ValueError):
+    """A photo that cannot be read or written."""
+
+
+class SequenceError(FaceattrError, RuntimeError):
+    """A notebook of the sequence failed, or its parameters were wrong."""

@@ -1,0 +1,187 @@
+"""Hostile input and shared machines: one bad file never stops a scan, caches survive crashes and races,
+and the CLI tells expected failures (one line) from bugs (a traceback)."""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from faceattr import cli, data
+from faceattr.data import scan
+from tests.conftest import write_face
+
+PIL_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP", "PPM", "TGA", "ICO", "PCX", "SGI", "IM", "DDS",
+               "JPEG2000", "QOI", "SPIDER", "XBM", "MSP", "BLP", "ICNS")
+PIL_MODES = ("RGB", "L", "RGBA", "P", "CMYK", "I;16", "1", "LA", "I", "F")
+
+
+def faces(folder: Path, count: int = 3) -> Path:
+    """A folder of `count` valid faces."""
+    for index in range(count):
+        write_face(folder / f"{20 + index % 50}_{index % 2}_{index % 5}_{index}.jpg", seed=index)
+    return folder
+
+
+def test_a_name_with_unicode_digits_is_skipped_not_fatal(tmp_path):
+    folder = faces(tmp_path / "faces")
+    write_face(folder / "²_0_0_x.jpg")  # "²".isdigit() is True, int("²") fails
+    result = scan(folder)
+    assert len(result.frame) == 3
+    assert result.skipped.set_index("file").loc["²_0_0_x.jpg", "reason"] == "non-numeric field"
+
+
+def test_dangling_and_looping_links_are_skipped_with_reasons(tmp_path):
+    folder = faces(tmp_path / "faces")
+    os.symlink(folder / "gone.jpg", folder / "20_0_0_dangling.jpg")
+    os.symlink(folder / "21_0_0_loop.jpg", folder / "21_0_0_loop.jpg")
+    reasons = scan(folder).skipped.set_index("file")["reason"].to_dict()
+    assert reasons == {"20_0_0_dangling.jpg": "dangling link", "21_0_0_loop.jpg": "link loop"}
+
+
+def test_an_unreadable_subfolder_is_reported(tmp_path, monkeypatch):
+    folder = faces(tmp_path / "faces")
+    faces(folder / "locked", 2)
+    real_scandir = os.scandir
+
+    def scandir(path):
+        """Refuse the locked folder, as chmod 000 would (root ignores chmod, so we simulate it)."""
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    result = scan(folder, cache=False)
+    assert len(result.frame) == 3
+    assert result.skipped_by_reason() == {"unreadable folder": 1}
+    assert result.skipped["file"].tolist() == ["locked"]
+
+
+def encoded(fmt: str, mode: str) -> bytes | None:
+    """A small image in `fmt` and `mode`, or None when PIL cannot write that pair."""
+    pixels = (np.random.default_rng(0).random((40, 40, 3)) * 255).astype("uint8")
+    buffer = io.BytesIO()
+    try:
+        Image.fromarray(pixels).convert(mode).save(buffer, fmt)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return buffer.getvalue()
+
+
+def test_the_scan_accepts_exactly_what_the_training_pipeline_decodes(tmp_path):
+    from faceattr.pipeline import decode_image
+
+    folder, expected = tmp_path / "formats", {}
+    for fmt in PIL_FORMATS:
+        for mode in PIL_MODES:
+            payload = encoded(fmt, mode)
+            if payload is None:
+                continue
+            name = f"30_0_0_{fmt}-{mode.replace(';', '')}.jpg"  # every file claims to be a JPEG
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(payload)
+            try:
+                decode_image(str(folder / name), 32).numpy()
+                expected[name] = True
+            except Exception:  # TensorFlow's own errors vary by format
+                expected[name] = False
+    assert len(expected) > 60 and 0 < sum(expected.values()) < len(expected)
+    result = scan(folder, cache=False)
+    accepted = set(result.frame["file"])
+    assert {name for name, ok in expected.items() if ok} == accepted
+    reasons = result.skipped.set_index("file")["reason"]
+    assert reasons["30_0_0_TIFF-RGB.jpg"] == "format TensorFlow cannot decode (TIFF)"
+
+
+def bomb(path: Path) -> Path:
+    """A small PNG that claims 20,000 x 20,000 pixels."""
+    Image.new("1", (20_000, 20_000)).save(path, "PNG", optimize=True)
+    return path
+
+
+def test_a_decompression_bomb_is_skipped_by_the_scan(tmp_path):
+    folder = faces(tmp_path / "faces")
+    assert bomb(folder / "30_0_0_bomb.png").stat().st_size < 100_000
+    result = scan(folder)
+    assert len(result.frame) == 3
+    assert "decompression bomb" in result.skipped.set_index("file").loc["30_0_0_bomb.png", "reason"]
+
+
+def test_a_truncated_scan_cache_is_rebuilt(tmp_path, private_cache, capsys):
+    folder = faces(tmp_path / "faces")
+    first = scan(folder).frame
+    (cache_file,) = (private_cache / "scans").glob("*.pkl")
+    cache_file.write_bytes(cache_file.read_bytes()[:100])
+    pd.testing.assert_frame_equal(scan(folder).frame, first)
+    assert "damaged" in capsys.readouterr().err
+    pd.testing.assert_frame_equal(pd.read_pickle(cache_file)[0], first)  # rewritten whole
+
+
+def test_an_unwritable_cache_folder_falls_back_with_a_note(tmp_path, monkeypatch, capsys):
+    (tmp_path / "plain-file").write_text("not a folder")
+    monkeypatch.setenv("FACEATTR_CACHE_DIR", str(tmp_path / "plain-file" / "cache"))
+    archive = tarred(faces(tmp_path / "UTKFace"), tmp_path / "UTKFace.tar.gz")
+    assert len(scan(archive).frame) == 3
+    note = capsys.readouterr().err
+    assert "cannot be written" in note and "FACEATTR_CACHE_DIR" in note and "Re-download" not in note
+
+
+def tarred(folder: Path, archive: Path) -> Path:
+    """`folder` packed as a .tar.gz."""
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+    return archive
+
+
+def count_valid(archive: str) -> int:
+    """Scan in a child process (a second student at the same time)."""
+    return len(scan(archive).frame)
+
+
+def test_two_scans_of_one_new_archive_at_once_both_see_every_image(tmp_path):
+    archive = tarred(faces(tmp_path / "UTKFace", 60), tmp_path / "UTKFace.tar.gz")
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        assert pool.map(count_valid, [str(archive)] * 2) == [60, 60]
+    os.utime(archive, (1, 1))  # a touched (or copied) archive is the same content: no second extraction
+    assert len(scan(archive).frame) == 60
+    extracted = Path(os.environ["FACEATTR_CACHE_DIR"]) / "extracted"
+    assert len([path for path in extracted.iterdir() if path.is_dir()]) == 1
+    assert not list(extracted.glob("*.partial"))
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch, capsys):
+    def broken(args):
+        """A bug deep inside: a ValueError from a library."""
+        return int("not a number")
+
+    monkeypatch.setattr(cli, "command_scan", broken)
+    monkeypatch.setattr(cli.build_parser().__class__, "parse_args",
+                        lambda self, argv=None: cli.argparse.Namespace(command="scan", handler=broken))
+    assert cli.main(["scan", "x"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "invalid literal for int()" in err and "this is a bug in faceattr" in err
+
+
+def test_scan_into_a_closed_pipe_exits_quietly(sample_dir):
+    process = subprocess.Popen([sys.executable, "-m", "faceattr.cli", "scan", str(sample_dir)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # like `| head` that has already left
+    error = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 0
+    assert "Traceback" not in error and "BrokenPipe" not in error
+
+
+def test_tensorflow_errors_stay_visible():
+    level = subprocess.run([sys.executable, "-c", "import os, faceattr; print(os.environ['TF_CPP_MIN_LOG_LEVEL'])"],
+                           capture_output=True, text=True, env={k: v for k, v in os.environ.items()
+                                                                 if k != "TF_CPP_MIN_LOG_LEVEL"}).stdout
+    assert int(level) <= 2
