@@ -98,9 +98,9 @@ def summarise(rows: list[dict], key: str) -> dict:
 def test_scores(name: str, data: str, split, seed: int, run_dir: Path) -> dict:
     """Score one kept checkpoint on the full test split."""
     from faceattr.evaluate import predict, summary_metrics
-    from faceattr.train import load_trained_model
+    from faceattr.runs import RunFolder
 
-    model = load_trained_model(run_dir)
+    model = RunFolder(run_dir).load_model()
     metrics = summary_metrics(predict(model, split[split["split"] == "test"], model.input_shape[1]))
     return {"candidate": name, "data": data, "seed": seed,
             **{key: metrics[key] for key in ("n", "gender_accuracy", "race_accuracy", "age_mae")}}

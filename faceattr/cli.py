@@ -14,6 +14,8 @@ import traceback
 from faceattr.data import resolve_data_dir, scan, split_frame
 from faceattr.defaults import AGE_HEADS, ARCH_NAMES, LOSS_BALANCES
 from faceattr.errors import FaceattrError, SettingsError
+from faceattr.files import atomic_write
+from faceattr.runs import RunFolder
 
 BUG_LINE = ("faceattr {command}: this is a bug in faceattr, not in your data or settings; please report it "
             "with the traceback above.")
@@ -83,7 +85,7 @@ def command_run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     run_sequence(args.out, args.data, overrides)
     print(f"whole sequence: {time.perf_counter() - started:.0f} s")
-    metrics_file = Path(args.out) / "metrics.json"
+    metrics_file = RunFolder(args.out).metrics
     if metrics_file.exists():
         print(format_metrics(json.loads(metrics_file.read_text())))
     print(f"results in {display_path(args.out)}/: notebooks/ (executed), figures/ (PNG, incl. prediction_grid.png), "
@@ -127,6 +129,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a trained run on the full test split."""
     from faceattr.evaluate import evaluate_run
 
+    RunFolder(args.run_dir).check_idle()
     data = str(resolve_data_dir(args.data)) if args.data else None
     print(format_metrics(evaluate_run(args.run_dir, data)))
     print(f"wrote {args.run_dir}/metrics.json and predictions.csv")
@@ -134,19 +137,19 @@ def command_evaluate(args: argparse.Namespace) -> int:
 
 
 def command_predict(args: argparse.Namespace) -> int:
-    """Detect every face in each photo and predict age, gender and race; bad photos don't stop the rest."""
+    """Detect every face in each photo and predict age, gender and race; a bad photo, or one whose annotated copy
+    cannot be written, is reported and the rest go on. Exit status 1 only when no photo was done."""
     from faceattr.detect import PhotoError, annotate, json_record, load_photo, predict_faces
-    from faceattr.train import load_trained_model
+    from faceattr.runs import RunFolder
 
-    model = load_trained_model(args.model)
-    read = 0
+    model = RunFolder(args.model).load_model()
+    done = 0
     for photo_path in args.photos:
         try:
             photo = load_photo(photo_path)
         except PhotoError as error:
             print(f"faceattr predict: error: {error}", file=sys.stderr)
             continue
-        read += 1
         faces = predict_faces(model, photo, args.min_face_size, args.min_confidence)
         if not faces:
             print(f"faceattr predict: {photo_path}: no face found", file=sys.stderr)
@@ -157,10 +160,16 @@ def command_predict(args: argparse.Namespace) -> int:
                 print(f"{photo_path}: box {face['box']} age {face['age']:.0f}, {face['gender']} "
                       f"({face['gender_probs'][face['gender']]:.2f}), {face['race']} ({face['race_probs'][face['race']]:.2f})")
         if args.annotate:
-            out = Path(args.annotate)
-            out.mkdir(parents=True, exist_ok=True)
-            annotate(photo, faces).save(out / f"{Path(photo_path).stem}_faces.jpg", quality=92)
-    return 0 if read else 1
+            target = Path(args.annotate) / f"{Path(photo_path).stem}_faces.jpg"
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(target, lambda temporary: annotate(photo, faces).save(temporary, "JPEG", quality=92))
+            except OSError as error:
+                print(f"faceattr predict: error: cannot write {target} ({error.strerror or error}); "
+                      "choose a writable --annotate folder.", file=sys.stderr)
+                continue
+        done += 1
+    return 0 if done else 1
 
 
 def build_parser() -> argparse.ArgumentParser:

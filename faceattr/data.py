@@ -343,35 +343,3 @@ def resolve_data_dir(data_dir: str | Path = "auto") -> Path:
 def is_sample(path: str | Path) -> bool:
     """True when `path` is the kit's synthetic sample (it carries a SYNTHETIC marker file)."""
     return (Path(path) / "SYNTHETIC.txt").exists()
-
-
-SPLIT_COLUMNS = ["file", "age", "gender", "race", "split"]
-
-
-def save_split(split: pd.DataFrame, path: str | Path) -> Path:
-    """Write a split (paths relative to the data folder) as CSV."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    split[SPLIT_COLUMNS].to_csv(path, index=False)
-    return path
-
-
-def load_split(path: str | Path, data_root: str | Path) -> pd.DataFrame:
-    """Read a split CSV and rebuild its full frame against `data_root`."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path} does not exist: run notebook 01 (or `faceattr train`) first to make the split.")
-    stored = pd.read_csv(path)
-    return build_frame(stored.drop(columns="split").to_dict("records"), Path(data_root)).merge(
-        stored[["file", "split"]], on="file")
-
-
-def load_or_make_split(run_dir: str | Path, result: ScanResult, seed: int = 42) -> tuple[pd.DataFrame, bool]:
-    """RUN_DIR/split.csv if one exists (notebook 01 or a train run made it), else a new seeded split saved
-    there; the flag says whether it was made now."""
-    path = Path(run_dir) / "split.csv"
-    if path.exists():
-        return load_split(path, result.root), False
-    split = split_frame(result.frame, seed=seed)
-    save_split(split, path)
-    return split, True

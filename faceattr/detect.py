@@ -30,6 +30,8 @@ def load_photo(path: str | Path) -> Image.Image:
         with Image.open(path) as image:
             image.load()
             return ImageOps.exif_transpose(image).convert("RGB")
+    except Image.DecompressionBombError as error:
+        raise PhotoError(f"{path} has too many pixels to open safely ({error}); resize it first.") from error
     except (OSError, SyntaxError, ValueError) as error:
         raise PhotoError(f"{path} is not a readable image ({error}).") from error
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -10,7 +9,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import balanced_accuracy_score, classification_report, confusion_matrix, f1_score
 
+from faceattr.errors import DataError
 from faceattr.labels import AGE_BAND_NAMES, GENDER_NAMES, RACE_NAMES, age_band
+from faceattr.runs import RunFolder
 
 Z_95 = 1.959964
 
@@ -133,27 +134,29 @@ def predict(model, frame: pd.DataFrame, image_size: int, batch_size: int = 128) 
 
 def evaluate_run(run_dir: str | Path, data: str | None = None, batch_size: int = 128) -> dict:
     """Evaluate RUN_DIR's model on the full test split; write metrics.json and predictions.csv."""
-    from faceattr.data import is_sample, load_split, scan, split_frame
-    from faceattr.train import load_trained_model, write_json
+    from faceattr.data import is_sample, scan, split_frame
 
-    run_dir = Path(run_dir)
-    model = load_trained_model(run_dir)
-    config = json.loads((run_dir / "config.json").read_text())
-    data = data or config["data"]
-    result = scan(data)
-    if str(data) == str(config["data"]) and (run_dir / "split.csv").exists():
-        split = load_split(run_dir / "split.csv", result.root)
+    run = RunFolder(run_dir)
+    model = run.load_model()
+    config = run.read_config()
+    result = scan(data or run.data_path(config))
+    if run.split.exists() and (data is None or str(result.root) == config["data"]):  # the run's own split
+        split = run.load_split(result.root)
     else:
         split = split_frame(result.frame, seed=config["seed"])
     test = split[split["split"] == "test"]
+    missing = [path for path in test["path"] if not Path(path).is_file()]
+    if missing:
+        raise DataError(f"{len(missing)} of the {len(test)} test images are gone (first: {missing[0]}); restore "
+                        "them, or pass --data to evaluate on another copy of the data.")
     predictions = predict(model, test, config["image_size"], batch_size)
-    predictions.to_csv(run_dir / "predictions.csv", index=False)
+    run.save_predictions(predictions)
     metrics = {
-        "data": str(data),
+        "data": str(result.root),
         "synthetic": is_sample(result.root),
         "test": summary_metrics(predictions),
         "by_group": group_table(predictions).to_dict("records"),
         "by_age_band": mae_by_band(predictions).reset_index().to_dict("records"),
     }
-    write_json(run_dir / "metrics.json", metrics)
+    run.write_metrics(metrics)
     return metrics

@@ -23,7 +23,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Call `write(temporary_path)`, then rename the temporary file onto `path`; on any failure `path` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".tmp", dir=path.parent)
     os.close(handle)
     try:
         write(Path(temporary))

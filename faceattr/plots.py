@@ -10,7 +10,9 @@ import pandas as pd
 import seaborn as sns
 from PIL import Image
 
+from faceattr.files import atomic_write
 from faceattr.labels import GENDER_NAMES, RACE_NAMES
+from faceattr.runs import RunFolder
 
 
 def set_style() -> None:
@@ -21,10 +23,8 @@ def set_style() -> None:
 
 def save_figure(figure: plt.Figure, run_dir: str | Path, name: str) -> Path:
     """Save `figure` as RUN_DIR/figures/NAME.png and return the path."""
-    path = Path(run_dir) / "figures" / f"{name}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, bbox_inches="tight")
-    return path
+    return atomic_write(RunFolder(run_dir).figures / f"{name}.png",
+                        lambda temporary: figure.savefig(temporary, bbox_inches="tight"))
 
 
 def race_gender_counts(frame: pd.DataFrame) -> plt.Figure:

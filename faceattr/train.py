@@ -1,11 +1,8 @@
-"""Training plumbing: compile, Keras callbacks, device strategy, and run folders."""
+"""Training plumbing: compile, Keras callbacks, device strategy, and one whole training run."""
 
 from __future__ import annotations
 
-import json
-import platform
 import time
-from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
@@ -14,52 +11,15 @@ from faceattr import import_tensorflow
 from faceattr.balance import (SCORE, SCORE_DEFINITION, BalanceLog, head_losses, prepare_balance, trivial_errors,
                               trivial_losses)
 from faceattr.defaults import check_settings, resolve_recipe
-from faceattr.errors import RunDirError, SettingsError
+from faceattr.errors import SettingsError
+from faceattr.evaluate import evaluate_run
+from faceattr.files import atomic_write
 from faceattr.labels import HEAD_NAMES
 from faceattr.model import make_model
+from faceattr.runs import RunFolder
 
 tf = import_tensorflow()
 import keras  # noqa: E402  (after the quiet TensorFlow import)
-
-RUN_FILES = ("model.keras", "config.json")
-
-
-def prepare_run_dir(run_dir: str | Path, overwrite: bool = False) -> Path:
-    """Create RUN_DIR; refuse one that already holds a trained run unless `overwrite`."""
-    path = Path(run_dir)
-    if path.exists() and not path.is_dir():
-        raise RunDirError(f"{path} is a file; give a folder for the run.")
-    taken = [name for name in RUN_FILES if (path / name).exists()]
-    if taken and not overwrite:
-        raise RunDirError(f"{path} already holds a run ({', '.join(taken)}); choose a new folder "
-                          "or pass --overwrite to replace it.")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of the packages that decide a run's numbers."""
-    names = ("faceattr", "tensorflow", "keras", "numpy", "pandas", "scikit-learn", "pillow")
-    versions = {"python": platform.python_version()}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
-def write_json(path: str | Path, payload: dict) -> Path:
-    """Write a dict as indented JSON."""
-    Path(path).write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    return Path(path)
-
-
-def write_run_config(run_dir: str | Path, data: str | Path, synthetic: bool, **settings: object) -> dict:
-    """Write RUN_DIR/config.json: the data, whether it is synthetic, every setting, package versions."""
-    config = {"data": str(data), "synthetic": synthetic, **settings, "versions": package_versions()}
-    write_json(Path(run_dir) / "config.json", config)
-    return config
 
 
 def device_strategy(devices: list[str] | None = None) -> tf.distribute.Strategy:
@@ -118,6 +78,22 @@ class EpochLine(keras.callbacks.Callback):
         self.print_fn(" | ".join(parts))
 
 
+class BestCheckpoint(keras.callbacks.Callback):
+    """Keras's ModelCheckpoint(save_best_only=True, mode="min"), but atomic: the model is written to a temporary
+    file and renamed, so Ctrl-C during a save never leaves a broken model.keras."""
+
+    def __init__(self, path: str | Path, monitor: str = SCORE):
+        super().__init__()
+        self.path, self.monitor, self.best = Path(path), monitor, float("inf")
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Save the model when the monitored value is the lowest so far."""
+        value = (logs or {}).get(self.monitor)
+        if value is not None and value < self.best:
+            self.best = value
+            atomic_write(self.path, self.model.save)
+
+
 def standard_callbacks(run_dir: str | Path, reference_errors: dict[str, float], patience: int = 5,
                        reduce_lr: bool = True, epoch_lines: bool = True) -> list[keras.callbacks.Callback]:
     """The selection score first (every head counts in it), then CSV history, best-on-`val_score`
@@ -125,8 +101,8 @@ def standard_callbacks(run_dir: str | Path, reference_errors: dict[str, float], 
     run_dir = Path(run_dir)
     callbacks = [
         BalanceLog(reference_errors),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
-        keras.callbacks.ModelCheckpoint(str(run_dir / "model.keras"), monitor=SCORE, mode="min", save_best_only=True),
+        keras.callbacks.CSVLogger(str(RunFolder(run_dir).history)),
+        BestCheckpoint(RunFolder(run_dir).model, monitor=SCORE),
         keras.callbacks.EarlyStopping(monitor=SCORE, mode="min", patience=patience, restore_best_weights=True),
     ]
     if reduce_lr:
@@ -156,8 +132,8 @@ def fit(model: keras.Model, train_data: tf.data.Dataset, validation_data: tf.dat
         model.fit(train_data, validation_data=validation_data, epochs=num_epochs, callbacks=callbacks, shuffle=False,
                   verbose="auto" if progress == "bar" else 0)
     except KeyboardInterrupt:
-        print(f"interrupted: the best checkpoint so far is {Path(run_dir) / 'model.keras'}")
-    history_file = Path(run_dir) / "history.csv"
+        print(f"interrupted: the best checkpoint so far is {RunFolder(run_dir).model}")
+    history_file = RunFolder(run_dir).history
     return pd.read_csv(history_file) if history_file.exists() else pd.DataFrame()
 
 
@@ -183,15 +159,6 @@ def timed_fit(model: keras.Model, train_data: tf.data.Dataset, validation_data: 
     return logs.assign(epoch=range(1, num_epochs + 1), seconds=seconds)
 
 
-def load_trained_model(run_dir: str | Path) -> keras.Model:
-    """Load RUN_DIR/model.keras for prediction, with a clear error when it is missing."""
-    path = Path(run_dir) / "model.keras"
-    if not path.exists():
-        raise RunDirError(f"{path} does not exist: train a model first with `faceattr train --out {run_dir}` "
-                          "(or run notebook 04).")
-    return keras.models.load_model(path, compile=False)
-
-
 def build_compiled(recipe: dict, train: pd.DataFrame, age_scale: float,
                    learning_rate: float = 1e-3) -> keras.Model:
     """Build `recipe`'s model (from `faceattr.defaults.resolve_recipe`) and compile it with its balanced losses."""
@@ -206,35 +173,34 @@ def train_run(data: str | Path, run_dir: str | Path, arch: str = "default", num_
               learning_rate: float = 1e-3, patience: int = 5, augment: bool = False, progress: str = "lines",
               age_head: str | None = None, loss_balance: str | None = None,
               loss_weights: dict[str, float] | None = None) -> dict:
-    """Scan, split, train and evaluate one architecture; write everything into RUN_DIR."""
-    from faceattr.data import is_sample, save_split, scan, split_frame
-    from faceattr.evaluate import evaluate_run
+    """Scan, split, train and evaluate one architecture; write everything into RUN_DIR (holding its lock)."""
+    from faceattr.data import is_sample, scan, split_frame
     from faceattr.pipeline import split_datasets
 
     check_settings(arch, num_epochs, image_size, batch_size, loss_balance, age_head)
     recipe = resolve_recipe(arch, image_size, age_head, loss_balance, loss_weights)
     result = scan(data)
     split = split_frame(result.frame, seed=seed)
-    run_dir = prepare_run_dir(run_dir, overwrite)
-    save_split(split, run_dir / "split.csv")
-    train = split[split["split"] == "train"]
-    age_scale = float(train["age"].max())  # from training data only
-    reference_errors = trivial_errors(train)
-    config = write_run_config(
-        run_dir, data, is_sample(result.root), **recipe, num_epochs=num_epochs, batch_size=batch_size, seed=seed,
-        learning_rate=learning_rate, patience=patience, augment=augment, age_scale=age_scale,
-        trivial_losses=trivial_losses(train, recipe["age_loss"], age_scale), trivial_errors=reference_errors,
-        monitor={"name": SCORE, "definition": SCORE_DEFINITION},
-        split_counts=split["split"].value_counts().to_dict())
-    keras.utils.set_random_seed(seed)
-    use_mixed_precision_on_gpu()
-    with device_strategy().scope():
-        model = build_compiled(recipe, train, age_scale, learning_rate)
-    datasets = split_datasets(split, recipe["image_size"], batch_size, seed, augment)
-    started = time.perf_counter()
-    history = fit(model, datasets["train"], datasets["validation"], num_epochs, run_dir, reference_errors,
-                  patience, progress)
-    config["train_seconds"] = round(time.perf_counter() - started, 2)
-    config["epochs_run"] = len(history)
-    write_json(run_dir / "config.json", config)
-    return evaluate_run(run_dir)
+    with RunFolder(run_dir).writing(overwrite) as run:
+        run.save_split(split)
+        train = split[split["split"] == "train"]
+        age_scale = float(train["age"].max())  # from training data only
+        reference_errors = trivial_errors(train)
+        config = run.write_run_config(
+            result.root, is_sample(result.root), **recipe, num_epochs=num_epochs, batch_size=batch_size, seed=seed,
+            learning_rate=learning_rate, patience=patience, augment=augment, age_scale=age_scale,
+            trivial_losses=trivial_losses(train, recipe["age_loss"], age_scale), trivial_errors=reference_errors,
+            monitor={"name": SCORE, "definition": SCORE_DEFINITION},
+            split_counts=split["split"].value_counts().to_dict())
+        keras.utils.set_random_seed(seed)
+        use_mixed_precision_on_gpu()
+        with device_strategy().scope():
+            model = build_compiled(recipe, train, age_scale, learning_rate)
+        datasets = split_datasets(split, recipe["image_size"], batch_size, seed, augment)
+        started = time.perf_counter()
+        history = fit(model, datasets["train"], datasets["validation"], num_epochs, run.root, reference_errors,
+                      patience, progress)
+        config["train_seconds"] = round(time.perf_counter() - started, 2)
+        config["epochs_run"] = len(history)
+        run.write_config(config)
+        return evaluate_run(run.root)

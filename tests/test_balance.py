@@ -133,7 +133,7 @@ def test_callbacks_select_on_the_score_and_it_is_logged_first(tmp_path):
     callbacks = standard_callbacks(tmp_path, REFERENCE)
     assert isinstance(callbacks[0], BalanceLog)
     monitors = {type(c).__name__: c.monitor for c in callbacks if hasattr(c, "monitor")}
-    assert monitors == {"ModelCheckpoint": SCORE, "EarlyStopping": SCORE, "ReduceLROnPlateau": SCORE}
+    assert monitors == {"BestCheckpoint": SCORE, "EarlyStopping": SCORE, "ReduceLROnPlateau": SCORE}
     logs = {**LOGS, "age_mae": 10.0, "gender_accuracy": 0.9, "race_accuracy": 0.7}
     callbacks[0].set_model(build_model(image_size=32, trunk_filters=(8,)))
     callbacks[0].on_epoch_end(0, logs)

@@ -86,9 +86,9 @@ def test_aligned_crop_puts_level_eyes_where_utkface_does(hopper):
 
 
 def test_batch_prediction_equals_one_crop_at_a_time(hopper, run_dir):
-    from faceattr.train import load_trained_model
+    from faceattr.runs import RunFolder
 
-    model = load_trained_model(run_dir)
+    model = RunFolder(run_dir).load_model()
     pair = Image.new("RGB", (hopper.width * 2, hopper.height))
     pair.paste(hopper, (0, 0))
     pair.paste(hopper.transpose(Image.FLIP_LEFT_RIGHT), (hopper.width, 0))
@@ -137,3 +137,16 @@ def test_exit_status_is_non_zero_only_when_no_photo_was_read(run_dir, tmp_path, 
 def test_a_run_dir_without_a_model_says_which_command_makes_one(tmp_path, capsys):
     assert main(["predict", "--model", str(tmp_path), HOPPER]) == 2
     assert "faceattr train" in capsys.readouterr().err
+
+
+def test_a_decompression_bomb_and_an_unwritable_annotate_folder_do_not_stop_the_batch(run_dir, tmp_path, capsys):
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (20_000, 20_000)).save(bomb, optimize=True)
+    (tmp_path / "taken").write_text("a file where the folder should be")
+    code = main(["predict", "--model", str(run_dir), str(bomb), HOPPER, HOPPER, "--json",
+                 "--annotate", str(tmp_path / "taken")])
+    captured = capsys.readouterr()
+    assert code == 1  # nothing was done completely
+    assert "bomb.png has too many pixels" in captured.err
+    assert captured.err.count("cannot write") == 2 and "writable --annotate folder" in captured.err
+    assert [len(json.loads(line)["faces"]) for line in captured.out.strip().splitlines()] == [1, 1]

@@ -62,10 +62,10 @@ def test_tiny_groups_fall_back_without_emptying_train():
 
 
 def test_load_or_make_split_makes_once_then_loads(sample_dir, tmp_path):
-    from faceattr.data import load_or_make_split
+    from faceattr.runs import RunFolder
 
     result = scan(sample_dir)
-    made, was_made = load_or_make_split(tmp_path, result, seed=9)
-    loaded, was_made_again = load_or_make_split(tmp_path, result, seed=123)  # the stored split wins
+    made, was_made = RunFolder(tmp_path).load_or_make_split(result, seed=9)
+    loaded, was_made_again = RunFolder(tmp_path).load_or_make_split(result, seed=123)  # the stored split wins
     assert was_made and not was_made_again
     pd.testing.assert_series_equal(made.set_index("file")["split"], loaded.set_index("file")["split"])

@@ -11,7 +11,9 @@ from faceattr.balance import trivial_errors
 from faceattr.data import scan, split_frame
 from faceattr.model import build_model
 from faceattr.pipeline import make_dataset, split_datasets
-from faceattr.train import RunDirError, compile_model, fit, load_trained_model, prepare_run_dir
+from faceattr.errors import RunDirError
+from faceattr.runs import RunFolder
+from faceattr.train import compile_model, fit
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +47,7 @@ def test_fit_writes_history_and_a_loadable_best_checkpoint(tiny_split, tmp_path)
     assert len(history) == 3
     assert {"loss", "val_loss", "val_gender_accuracy", "val_race_accuracy", "val_age_mae", "val_score",
             "val_age_loss"} <= set(history.columns)
-    restored = load_trained_model(tmp_path)
+    restored = RunFolder(tmp_path).load_model()
     assert restored(np.zeros((1, 32, 32, 3), "float32"))["race"].shape == (1, 5)
 
 
@@ -71,7 +73,7 @@ def test_ctrl_c_keeps_the_best_checkpoint(tiny_split, tmp_path, monkeypatch, cap
                   progress="none")
     assert len(history) == 2
     assert "interrupted" in capsys.readouterr().out
-    restored = load_trained_model(tmp_path)
+    restored = RunFolder(tmp_path).load_model()
     images = next(iter(datasets["test"]))[0]
     assert np.isfinite(restored.predict(images, verbose=0)["age"]).all()
 
@@ -84,14 +86,18 @@ def test_epochs_below_one_is_an_error(tiny_split, tmp_path):
 
 def test_run_dir_that_holds_a_run_is_refused_unless_overwrite(tmp_path):
     (tmp_path / "model.keras").write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(RunDirError, match="--overwrite"):
-        prepare_run_dir(tmp_path)
-    assert prepare_run_dir(tmp_path, overwrite=True) == tmp_path
+        with RunFolder(tmp_path).writing():
+            pass
+    with RunFolder(tmp_path).writing(overwrite=True) as run:
+        assert not run.model.exists()  # the old model is gone before anything new is written
+    assert (tmp_path / "notes.txt").read_text() == "mine"  # the user's own files are kept
 
 
 def test_missing_model_says_which_command_makes_one(tmp_path):
     with pytest.raises(RunDirError, match="faceattr train"):
-        load_trained_model(tmp_path)
+        RunFolder(tmp_path).load_model()
 
 
 STRATEGY_SCRIPT = """
