@@ -55,11 +55,9 @@ def print_summary(summary: dict) -> None:
 
 def command_sample(args: argparse.Namespace) -> int:
     """Write the synthetic sample."""
-    from faceattr.sample import MARKER, ensure_sample
+    from faceattr.sample import ensure_sample
 
     out = Path(args.out_dir)
-    if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
-        raise UsageError(f"{out} is not empty and is not a faceattr sample; choose an empty or new folder.")
     if args.n < 10:
         raise UsageError(f"--n {args.n} is too small; use at least 10 images.")
     ensure_sample(out, args.n, args.seed)  # rebuilds a stale sample whole: no leftover files

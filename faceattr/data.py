@@ -323,9 +323,19 @@ def split_frame(frame: pd.DataFrame, validation_fraction: float = 0.15, test_fra
     return ordered.assign(split=split)
 
 
+def kit_data_dir() -> Path:
+    """Where "auto" looks for UTKFace and where the sample is built: the checkout's data/ folder, else (installed
+    from a wheel) FACEATTR_DATA_HOME or the user's data folder, never site-packages."""
+    if (PROJECT_ROOT / "pyproject.toml").is_file() and (PROJECT_ROOT / "data").is_dir():
+        return PROJECT_ROOT / "data"
+    if os.environ.get("FACEATTR_DATA_HOME"):
+        return Path(os.environ["FACEATTR_DATA_HOME"])
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "faceattr"
+
+
 def resolve_data_dir(data_dir: str | Path = "auto") -> Path:
     """Resolve "auto" / "sample" to a real path; "auto" is $FACEATTR_DATA, else data/UTKFace(.tar.gz), else the sample."""
-    data_root = PROJECT_ROOT / "data"
+    data_root = kit_data_dir()
     if str(data_dir) == "auto" and os.environ.get("FACEATTR_DATA"):
         data_dir = os.environ["FACEATTR_DATA"]  # lets the test suite pin "auto" to the sample
     if str(data_dir) == "auto":

@@ -46,12 +46,18 @@ def describe_data(path: str | Path) -> str:
     return f"Using real data at {display_path(path)}."
 
 
-NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
+def notebook_dir() -> Path:
+    """The lesson notebooks: the checkout's notebooks/ folder, else the copy installed with the package."""
+    for folder in (PROJECT_ROOT / "notebooks", Path(__file__).resolve().parent / "notebooks"):
+        if list(folder.glob("[0-9][0-9]_*.ipynb")):
+            return folder
+    raise SequenceError(f"no lesson notebooks found (looked in {PROJECT_ROOT / 'notebooks'} and in the installed "
+                        "package); reinstall faceattr, or run from a checkout of the kit.")
 
 
-def lesson_notebooks(folder: Path = NOTEBOOK_DIR) -> list[Path]:
+def lesson_notebooks(folder: Path | None = None) -> list[Path]:
     """The numbered lesson notebooks, in order."""
-    return sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+    return sorted((folder or notebook_dir()).glob("[0-9][0-9]_*.ipynb"))
 
 
 def notebook_parameters(path: Path) -> dict[str, object]:
@@ -114,7 +120,7 @@ def run_sequence(out_dir: str | Path, data: str = "auto", overrides: dict[str, s
         started = time.perf_counter()
         try:
             with stderr_to(str(out / "notebooks" / "kernel-stderr.log")):  # kernel start-up chatter
-                papermill.execute_notebook(str(path), str(target), parameters=parameters, cwd=str(path.parent),
+                papermill.execute_notebook(str(path), str(target), parameters=parameters, cwd=str(out),
                                            kernel_name="python3", progress_bar=False)
         except PapermillExecutionError as error:
             raise SequenceError(f"{path.name} failed in cell {error.exec_count} ({error.ename}: {error.evalue}); "

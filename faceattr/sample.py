@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -9,6 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from faceattr.errors import DataError
+from faceattr.files import current_umask, locked
 from faceattr.labels import AGE_MAX, RACE_NAMES
 
 SAMPLE_SIZE = 2000
@@ -144,17 +148,39 @@ def write_sample(out_dir: str | Path, count: int = SAMPLE_SIZE, seed: int = SAMP
     return out
 
 
+SAMPLE_FILE = re.compile(r"\d+_\d_\d_2017\d{13}\.(jpg\.chip\.jpg|png)")
+
+
+def is_sample_file(name: str) -> bool:
+    """True for a name that `write_sample` writes (faces, planted quirks, the marker)."""
+    return bool(SAMPLE_FILE.fullmatch(name)) or name in PLANTED_BAD_NAMES or name in (MISSING_DOT_NAME, MARKER)
+
+
 def ensure_sample(out_dir: str | Path, count: int = SAMPLE_SIZE, seed: int = SAMPLE_SEED) -> Path:
-    """Return `out_dir`, building the sample there first if it is missing or stale."""
+    """Return `out_dir`, building the sample there first if it is missing or stale.
+
+    The folder is built beside `out_dir` and renamed into place under a lock, with the user's umask for its
+    permissions (a shared class sample stays readable). A folder holding anything but the kit's own sample files
+    is refused, never deleted."""
     out = Path(out_dir)
     expected = f"faceattr synthetic sample v{SAMPLE_VERSION}: count={count} seed={seed}"
     marker = out / MARKER
-    if marker.exists() and marker.read_text().startswith(expected):
-        return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".sample-", dir=out.parent))
-    write_sample(staging, count, seed)
-    shutil.rmtree(out, ignore_errors=True)
-    staging.rename(out)
+    with locked(out.parent / f".{out.name}.lock"):  # a second process waits, then finds the sample ready
+        if marker.exists() and marker.read_text().startswith(expected):
+            return out
+        if out.exists():
+            foreign = [path.name for path in out.iterdir() if not is_sample_file(path.name)] if out.is_dir() \
+                else [out.name]
+            if foreign:
+                raise DataError(f"{out} holds files that are not the kit's synthetic sample (first: {foreign[0]}); "
+                                "choose an empty or new folder for the sample.")
+        staging = Path(tempfile.mkdtemp(prefix=".sample-", dir=out.parent))
+        try:
+            os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes it private (0700)
+            write_sample(staging, count, seed)
+            shutil.rmtree(out, ignore_errors=True)
+            staging.rename(out)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return out
-

@@ -40,7 +40,7 @@ def test_bad_input_gives_one_line_error(args, fragment, tmp_path):
 def test_sample_refuses_a_foreign_folder(tmp_path, capsys):
     (tmp_path / "mine.txt").write_text("keep me")
     assert main(["sample", str(tmp_path), "--n", "10"]) == 2
-    assert "not a faceattr sample" in capsys.readouterr().err
+    assert "not the kit's synthetic sample (first: mine.txt)" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]
 
 

@@ -46,3 +46,26 @@ def test_ensure_sample_reuses_a_current_sample(tmp_path):
 def test_sample_says_it_is_synthetic(tmp_path):
     folder = write_sample(tmp_path, count=10)
     assert "SYNTHETIC" in (folder / "SYNTHETIC.txt").read_text()
+
+
+def test_a_sample_folder_follows_the_umask_so_a_class_can_share_it(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        folder = ensure_sample(tmp_path / "shared", count=10, seed=0)
+    finally:
+        os.umask(old)
+    assert folder.stat().st_mode & 0o777 == 0o755
+
+
+def test_rebuilding_a_sample_never_deletes_the_users_own_files(tmp_path):
+    import pytest
+
+    from faceattr.errors import DataError
+
+    folder = ensure_sample(tmp_path / "sample", count=10, seed=0)
+    (folder / "my_notes.txt").write_text("keep me")
+    with pytest.raises(DataError, match="my_notes.txt"):
+        ensure_sample(folder, count=12, seed=0)  # stale: it would be rebuilt
+    assert (folder / "my_notes.txt").read_text() == "keep me"
