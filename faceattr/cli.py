@@ -34,6 +34,8 @@ def summarise_scan(data: str) -> dict:
         "valid": len(frame),
         "skipped": len(result.skipped),
         "skipped_by_reason": result.skipped_by_reason(),
+        "duplicates": {"images_with_copies": int(result.duplicates()["content"].nunique()),
+                       "extra_copies": int(len(result.duplicates()) - result.duplicates()["content"].nunique())},
         "gender": {str(k): int(v) for k, v in frame["gender_name"].value_counts().items()},
         "race": {str(k): int(v) for k, v in frame["race_name"].value_counts().items()},
         "age": {"min": int(frame["age"].min()), "median": float(frame["age"].median()),
@@ -47,6 +49,10 @@ def print_summary(summary: dict) -> None:
     print(f"{summary['data']}: {summary['valid']} valid images, {summary['skipped']} skipped")
     for reason, count in summary["skipped_by_reason"].items():
         print(f"  skipped  {count:6d}  {reason}")
+    copies = summary["duplicates"]
+    if copies["extra_copies"]:
+        print(f"duplicates: {copies['images_with_copies']} images have {copies['extra_copies']} byte-identical "
+              "extra copies; the split keeps every copy in the same part")
     for field in ("gender", "race", "split"):
         print(f"{field}: " + ", ".join(f"{name} {count}" for name, count in summary[field].items()))
     age = summary["age"]
@@ -72,6 +78,24 @@ def command_scan(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         print_summary(summary)
+    return 0
+
+
+def command_cache(args: argparse.Namespace) -> int:
+    """List the kit's cache (tarball extractions, scan results), or clear it."""
+    from faceattr.data import cache_entries, clear_cache, default_cache_dir
+
+    if args.clear:
+        freed, busy = clear_cache()
+        print(f"freed {freed / 1e6:.1f} MB in {default_cache_dir()}"
+              + (f"; kept {len(busy)} extraction(s) another process is using" if busy else ""))
+        return 0
+    entries = cache_entries()
+    for entry in entries:
+        print(f"{entry['kind']:10s} {entry['bytes'] / 1e6:9.1f} MB  {entry['path']}"
+              + (f"  (from {entry['source']})" if entry["source"] else ""))
+    print(f"{len(entries)} entries, {sum(e['bytes'] for e in entries) / 1e6:.1f} MB in {default_cache_dir()}; "
+          "`faceattr cache --clear` deletes them (they are rebuilt when needed)")
     return 0
 
 
@@ -185,6 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
     scan_parser.add_argument("data")
     scan_parser.add_argument("--json", action="store_true", help="print one JSON object")
     scan_parser.set_defaults(handler=command_scan)
+
+    cache = commands.add_parser("cache", help="list the kit's cache (tarball extractions, scans), or clear it")
+    cache.add_argument("--list", action="store_true", help="list the entries and their sizes (the default)")
+    cache.add_argument("--clear", action="store_true", help="delete every entry no process is using")
+    cache.set_defaults(handler=command_cache)
 
     train = commands.add_parser("train", help="train a model and evaluate it on the full test split")
     train.add_argument("--data", default="auto", help='a folder, a .tar.gz, "sample" or "auto" (default)')

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -22,7 +23,7 @@ from faceattr.files import atomic_write, atomic_write_json, locked
 from faceattr.labels import AGE_MAX, AGE_MIN, GENDER_NAMES, RACE_NAMES, age_band
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png")
-SCAN_FORMAT_VERSION = "2"  # bump when the parser or the scan's columns change
+SCAN_FORMAT_VERSION = "3"  # bump when the parser or the scan's columns change
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -69,6 +70,18 @@ def parse_filename(name: str) -> Parsed:
 DECODABLE_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP")
 
 
+def content_hash(path: str | Path) -> str:
+    """A short hash of the file's bytes: byte-identical copies share it."""
+    with open(path, "rb") as stream:
+        return hashlib.blake2b(stream.read(), digest_size=8).hexdigest()
+
+
+def check_and_hash(path: Path) -> tuple[str | None, str | None]:
+    """`check_image`'s verdict and, for a good image, its content hash."""
+    problem = check_image(path)
+    return problem, None if problem else content_hash(path)
+
+
 def check_image(path: str | Path) -> str | None:
     """Decode an image cheaply; return None if the training pipeline can read it, else the reason."""
     from PIL import Image
@@ -98,6 +111,11 @@ class ScanResult:
     frame: pd.DataFrame
     skipped: pd.DataFrame
     root: Path
+
+    def duplicates(self) -> pd.DataFrame:
+        """Images with byte-identical copies: one row per copy, grouped by content hash."""
+        copies = self.frame[self.frame["content"].duplicated(keep=False)]
+        return copies.sort_values(["content", "file"], ignore_index=True)[["content", "file", "age", "gender", "race"]]
 
     def skipped_by_reason(self) -> dict[str, int]:
         """Count skipped files per reason, most common first."""
@@ -148,12 +166,12 @@ def list_files(root: Path) -> tuple[list[tuple[str, int, int]], list[dict[str, s
     return sorted(entries), problems
 
 
-FRAME_COLUMNS = ["file", "age", "gender", "race", "gender_name", "race_name", "age_band", "path"]
+FRAME_COLUMNS = ["file", "age", "gender", "race", "gender_name", "race_name", "age_band", "path", "content"]
 
 
 def build_frame(rows: list[dict], root: Path) -> pd.DataFrame:
     """Turn parsed rows into the labelled DataFrame, sorted by file."""
-    frame = pd.DataFrame(rows, columns=["file", "age", "gender", "race"]).sort_values("file", ignore_index=True)
+    frame = pd.DataFrame(rows, columns=["file", "age", "gender", "race", "content"])  # content: None if unknown.sort_values("file", ignore_index=True)
     frame[["age", "gender", "race"]] = frame[["age", "gender", "race"]].astype("int64")
     frame["gender_name"] = [GENDER_NAMES[g] for g in frame["gender"]]
     frame["race_name"] = [RACE_NAMES[r] for r in frame["race"]]
@@ -174,16 +192,17 @@ def scan_folder(root: Path, progress: bool = False, workers: int = 8,
         else:
             skipped.append({"file": relative, "reason": parsed.reason})
     with ThreadPoolExecutor(workers) as pool:  # PIL releases the GIL while decoding
-        problems = pool.map(check_image, [root / r for r, _ in to_check])
+        verdicts = pool.map(check_and_hash, [root / r for r, _ in to_check])
         if progress and len(to_check) > 5000:
             from tqdm.auto import tqdm
 
-            problems = tqdm(problems, total=len(to_check), desc="checking images", unit="img")
-        for (relative, parsed), problem in zip(to_check, problems):
+            verdicts = tqdm(verdicts, total=len(to_check), desc="checking images", unit="img")
+        for (relative, parsed), (problem, content) in zip(to_check, verdicts):
             if problem:
                 skipped.append({"file": relative, "reason": problem})
             else:
-                rows.append({"file": relative, "age": parsed.age, "gender": parsed.gender, "race": parsed.race})
+                rows.append({"file": relative, "age": parsed.age, "gender": parsed.gender, "race": parsed.race,
+                             "content": content})
     skipped_frame = pd.DataFrame(skipped, columns=["file", "reason"]).sort_values("file", ignore_index=True)
     return ScanResult(build_frame(rows, root), skipped_frame, root)
 
@@ -228,6 +247,43 @@ def extract_tarball(archive: Path, cache_dir: Path) -> Path:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def folder_bytes(path: Path) -> int:
+    """The total size of the files under `path`."""
+    return sum(entry.stat().st_size for entry in path.rglob("*") if entry.is_file() and not entry.is_symlink())
+
+
+def cache_entries(cache_dir: Path | None = None) -> list[dict]:
+    """What the cache holds: each tarball extraction (with its archive) and each scan result, with sizes."""
+    cache_dir = cache_dir or default_cache_dir()
+    entries = []
+    for folder in sorted((cache_dir / "extracted").glob("*")):
+        if folder.is_dir() and not folder.name.endswith(".partial"):
+            info = folder.with_suffix(".json")
+            archive = json.loads(info.read_text()).get("archive", "?") if info.exists() else "?"
+            entries.append({"kind": "extraction", "path": folder, "bytes": folder_bytes(folder), "source": archive})
+    for pickle in sorted((cache_dir / "scans").glob("*.pkl")):
+        entries.append({"kind": "scan", "path": pickle, "bytes": pickle.stat().st_size, "source": ""})
+    return entries
+
+
+def clear_cache(cache_dir: Path | None = None) -> tuple[int, list[Path]]:
+    """Delete every cache entry that no process is using; return the bytes freed and the entries left (busy)."""
+    freed, busy = 0, []
+    for entry in cache_entries(cache_dir):
+        path = entry["path"]
+        if entry["kind"] == "extraction":
+            with locked(f"{path}.lock", blocking=False) as free:
+                if not free:
+                    busy.append(path)
+                    continue
+                shutil.rmtree(path, ignore_errors=True)
+                path.with_suffix(".json").unlink(missing_ok=True)
+        else:
+            path.unlink(missing_ok=True)
+        freed += entry["bytes"]
+    return freed, busy
 
 
 def scan_cache_key(root: Path, files: list[tuple[str, int, int]]) -> str:
@@ -291,24 +347,34 @@ def stratify_key(frame: pd.DataFrame, min_count: int) -> pd.Series:
     return frame["race_name"]
 
 
+def copy_groups(frame: pd.DataFrame) -> pd.Series:
+    """One key per distinct image: its content hash (byte-identical copies share it), else its file name."""
+    if "content" not in frame:
+        return frame["file"]
+    return frame["content"].where(frame["content"].notna(), frame["file"])
+
+
 def split_frame(frame: pd.DataFrame, validation_fraction: float = 0.15, test_fraction: float = 0.15,
                 seed: int = 42) -> pd.DataFrame:
-    """Return `frame` with a `split` column (train/validation/test), stratified and seeded."""
+    """Return `frame` with a `split` column (train/validation/test), stratified and seeded; byte-identical copies of
+    an image always land in the same part, so no test image is also a training image."""
     from sklearn.model_selection import train_test_split
 
     if not 0 < validation_fraction < 1 or not 0 < test_fraction < 1 or validation_fraction + test_fraction >= 1:
         raise DataError(f"validation_fraction={validation_fraction} and test_fraction={test_fraction} "
                         "must each be in (0, 1) and sum to less than 1.")
     ordered = frame.sort_values("file", ignore_index=True)
+    groups = copy_groups(ordered)
+    first_copies = ordered[~groups.duplicated()].reset_index(drop=True)  # the split is drawn over distinct images
     holdout_fraction = validation_fraction + test_fraction
-    smallest_part = len(ordered) * min(validation_fraction, test_fraction, 1 - holdout_fraction)
+    smallest_part = len(first_copies) * min(validation_fraction, test_fraction, 1 - holdout_fraction)
     if smallest_part < 1:
-        raise DataError(f"{len(ordered)} images are too few to split {1 - holdout_fraction:.0%}/"
+        raise DataError(f"{len(first_copies)} distinct images are too few to split {1 - holdout_fraction:.0%}/"
                         f"{validation_fraction:.0%}/{test_fraction:.0%}; use a folder with at least "
                         f"{int(np.ceil(1 / min(validation_fraction, test_fraction, 1 - holdout_fraction)))} images.")
-    index = np.arange(len(ordered))
+    index = np.arange(len(first_copies))
     try:
-        key = stratify_key(ordered, min_count=4)
+        key = stratify_key(first_copies, min_count=4)
         train_index, holdout_index = train_test_split(
             index, test_size=holdout_fraction, random_state=seed, stratify=key)
         validation_index, test_index = train_test_split(
@@ -318,9 +384,10 @@ def split_frame(frame: pd.DataFrame, validation_fraction: float = 0.15, test_fra
         train_index, holdout_index = train_test_split(index, test_size=holdout_fraction, random_state=seed)
         validation_index, test_index = train_test_split(
             holdout_index, test_size=test_fraction / holdout_fraction, random_state=seed)
-    split = np.empty(len(ordered), dtype=object)
+    split = np.empty(len(first_copies), dtype=object)
     split[train_index], split[validation_index], split[test_index] = "train", "validation", "test"
-    return ordered.assign(split=split)
+    part_of = dict(zip(copy_groups(first_copies), split))
+    return ordered.assign(split=groups.map(part_of).to_numpy())
 
 
 def kit_data_dir() -> Path:

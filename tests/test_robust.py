@@ -185,3 +185,15 @@ def test_tensorflow_errors_stay_visible():
                            capture_output=True, text=True, env={k: v for k, v in os.environ.items()
                                                                  if k != "TF_CPP_MIN_LOG_LEVEL"}).stdout
     assert int(level) <= 2
+
+
+def test_cache_list_shows_and_clear_prunes_extractions_and_scans(tmp_path, private_cache, capsys):
+    archive = tarred(faces(tmp_path / "UTKFace"), tmp_path / "UTKFace.tar.gz")
+    scan(archive)
+    assert cli.main(["cache", "--list"]) == 0
+    listing = capsys.readouterr().out
+    assert "extraction" in listing and f"(from {archive})" in listing and "scan" in listing
+    assert cli.main(["cache", "--clear"]) == 0
+    assert "freed" in capsys.readouterr().out
+    assert data.cache_entries() == [] and not list((private_cache / "extracted").glob("*/"))
+    assert len(scan(archive).frame) == 3  # rebuilt when needed

@@ -69,3 +69,23 @@ def test_load_or_make_split_makes_once_then_loads(sample_dir, tmp_path):
     loaded, was_made_again = RunFolder(tmp_path).load_or_make_split(result, seed=123)  # the stored split wins
     assert was_made and not was_made_again
     pd.testing.assert_series_equal(made.set_index("file")["split"], loaded.set_index("file")["split"])
+
+
+def test_byte_identical_copies_never_cross_the_split(tmp_path):
+    import shutil
+
+    from faceattr.data import scan
+    from tests.conftest import write_face
+
+    folder = tmp_path / "faces"
+    for index in range(30):
+        original = write_face(folder / f"{20 + index}_{index % 2}_{index % 5}_{index}.jpg", size=32, seed=index)
+        for copy in range(2):  # each image three times, under other names (as in the real release)
+            shutil.copy(original, folder / f"{20 + index}_{index % 2}_{index % 5}_{index}{copy}copy.jpg")
+    result = scan(folder)
+    assert len(result.duplicates()) == 90 and result.duplicates()["content"].nunique() == 30
+    split = split_frame(result.frame, seed=0)
+    assert (split.groupby("content")["split"].nunique() == 1).all()
+    distinct = result.frame.sort_values("file").drop_duplicates("content")
+    assert split.drop_duplicates("content")["split"].value_counts().to_dict() == \
+        split_frame(distinct, seed=0)["split"].value_counts().to_dict()  # drawn over the 30 distinct images
