@@ -79,9 +79,10 @@ def crops_to_batch(crops: list[Image.Image], image_size: int) -> np.ndarray:
     """Resize crops exactly as the training pipeline resizes images; float32 pixels in 0..255."""
     if not crops:
         return np.zeros((0, image_size, image_size, 3), "float32")
+    from faceattr.pipeline import resize_pixels
+
     stacked = tf.constant(np.stack([np.asarray(crop, dtype=np.uint8) for crop in crops]))
-    resized = tf.image.resize(stacked, (image_size, image_size), antialias=True)
-    return tf.cast(tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8), tf.float32).numpy()
+    return tf.cast(resize_pixels(stacked, image_size), tf.float32).numpy()
 
 
 def describe(outputs: dict, index: int) -> dict:

@@ -12,11 +12,16 @@ from keras import layers  # noqa: E402  (after the quiet TensorFlow import)
 AUTOTUNE = tf.data.AUTOTUNE
 
 
+def resize_pixels(images: tf.Tensor, image_size: int) -> tf.Tensor:
+    """Resize an image (or a batch) to an `image_size` square with antialiasing, as uint8: the one resize used for
+    training, evaluation and faces found in photos."""
+    resized = tf.image.resize(images, (image_size, image_size), antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+
 def decode_image(path: tf.Tensor, image_size: int) -> tf.Tensor:
     """Read one image file, convert it to RGB and resize it to a uint8 square."""
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-    image = tf.image.resize(image, (image_size, image_size), antialias=True)
-    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+    return resize_pixels(tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False), image_size)
 
 
 def labels_of(frame: pd.DataFrame) -> dict[str, tf.Tensor]:

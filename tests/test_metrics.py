@@ -51,6 +51,10 @@ def test_group_table_by_hand():
     assert white_male["n"] == 2
     assert white_male["gender_accuracy"] == 0.5 and white_male["race_accuracy"] == 1.0
     assert white_male["age_mae"] == pytest.approx((1 + 8) / 2)
+    # Wilson by hand: 1 of 2 -> centre 0.5, half-width 1.96 * sqrt(0.125 + 0.2401) / 2.9207 = 0.4055
+    assert (white_male["gender_ci_low"], white_male["gender_ci_high"]) == pytest.approx((0.0945, 0.9055), abs=1e-4)
+    # 2 of 2 -> centre (1 + 0.9604) / 2.9207 = 0.6712, half-width 1.96 * 0.4900 / 2.9207 = 0.3288
+    assert (white_male["race_ci_low"], white_male["race_ci_high"]) == pytest.approx((0.3424, 1.0), abs=1e-4)
     black_female = table.loc[("black", "female")]
     assert black_female["race_accuracy"] == 0.5 and black_female["age_mae"] == pytest.approx(5.0)
     assert list(table.index.get_level_values("race")) == ["white", "black", "asian", "others"]

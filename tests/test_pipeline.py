@@ -53,3 +53,29 @@ def test_only_training_data_is_shuffled_and_augmented(frame):
     train_first = next(iter(datasets["train"]))[0].numpy()
     train_second = next(iter(datasets["train"]))[0].numpy()
     assert not np.array_equal(train_first, train_second)
+
+
+def test_augmentation_changes_the_training_images_but_not_their_labels(frame):
+    split = split_frame(frame, seed=1)
+    plain = next(iter(split_datasets(split, image_size=32, batch_size=16, seed=4)["train"]))
+    augmented = next(iter(split_datasets(split, image_size=32, batch_size=16, seed=4, augment=True)["train"]))
+    for head in ("age", "gender", "race"):  # same shuffle, same rows
+        np.testing.assert_array_equal(plain[1][head].numpy(), augmented[1][head].numpy())
+    difference = np.abs(plain[0].numpy() - augmented[0].numpy()).mean(axis=(1, 2, 3))
+    assert (difference > 1).mean() > 0.5  # most images were flipped or re-lit
+    assert abs(plain[0].numpy().mean() - augmented[0].numpy().mean()) < 20  # ... not destroyed
+
+
+def test_downscaling_is_antialiased_for_files_and_for_crops(tmp_path):
+    from PIL import Image
+
+    from faceattr.detect import crops_to_batch
+    from faceattr.pipeline import decode_image
+
+    stripes = np.zeros((96, 96, 3), np.uint8)
+    stripes[:, ::2] = 255  # one-pixel stripes: without antialiasing a 3x downscale samples only 0 or 255
+    Image.fromarray(stripes).save(tmp_path / "stripes.png")
+    from_file = decode_image(str(tmp_path / "stripes.png"), 32).numpy()
+    from_crop = crops_to_batch([Image.fromarray(stripes)], 32)[0]
+    assert np.abs(from_file.astype(float) - 127.5).max() < 20
+    np.testing.assert_array_equal(from_file.astype("float32"), from_crop)  # a crop is resized like a file
