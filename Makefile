@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Put the venv first on PATH so Jupyter kernels started by papermill/nbval use it.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test lab bench bench-balance sample clean
+.PHONY: run test lab bench bench-balance mutate sample clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,5 +33,11 @@ bench: $(STAMP)
 bench-balance: $(STAMP)
 	$(BIN)/python benchmarks/balance.py
 
+# Mutation testing of the data layer, metrics, labels and run folder (about 20 minutes on 2 cores; not in `make test`).
+mutate: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[mutate]"
+	rm -rf mutants
+	$(BIN)/mutmut run; $(BIN)/mutmut results
+
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs .pytest_cache mutants

@@ -12,7 +12,7 @@ import os
 import traceback
 
 from faceattr.data import resolve_data_dir, scan, split_frame
-from faceattr.defaults import AGE_HEADS, ARCH_NAMES, LOSS_BALANCES
+from faceattr.defaults import AGE_HEADS, ARCH_NAMES, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_SEED, LOSS_BALANCES
 from faceattr.errors import FaceattrError, SettingsError
 from faceattr.files import atomic_write
 from faceattr.runs import RunFolder
@@ -218,8 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model and evaluate it on the full test split")
     train.add_argument("--data", default="auto", help='a folder, a .tar.gz, "sample" or "auto" (default)')
     train.add_argument("--out", required=True, help="run folder to create")
-    train.add_argument("--epochs", type=int, default=10)
-    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
+    train.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     train.add_argument("--image-size", type=int, default=None, help="default: the architecture's own")
     train.add_argument("--arch", default="default", help=", ".join(ARCH_NAMES))
     train.add_argument("--age-head", metavar="HEAD", default=None,
@@ -229,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: the architecture's own)")
     train.add_argument("--loss-weights", metavar="W", default=None,
                        help='fixed weights for --loss-balance fixed, e.g. "age=2,gender=1,race=1.5"')
-    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--seed", type=int, default=DEFAULT_SEED)
     train.add_argument("--augment", action="store_true", help="flip/brightness/contrast augmentation")
     train.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     train.set_defaults(handler=command_train)

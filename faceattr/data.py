@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from faceattr.defaults import DEFAULT_SEED
 from faceattr.errors import DataError, DatasetNotFound  # noqa: F401  (re-exported)
 from faceattr.files import atomic_write, atomic_write_json, locked
 from faceattr.labels import AGE_MAX, AGE_MIN, GENDER_NAMES, RACE_NAMES, age_band
@@ -355,7 +356,7 @@ def copy_groups(frame: pd.DataFrame) -> pd.Series:
 
 
 def split_frame(frame: pd.DataFrame, validation_fraction: float = 0.15, test_fraction: float = 0.15,
-                seed: int = 42) -> pd.DataFrame:
+                seed: int = DEFAULT_SEED) -> pd.DataFrame:
     """Return `frame` with a `split` column (train/validation/test), stratified and seeded; byte-identical copies of
     an image always land in the same part, so no test image is also a training image."""
     from sklearn.model_selection import train_test_split

@@ -9,11 +9,12 @@ import time
 from pathlib import Path
 
 from faceattr import stderr_to
+from faceattr.defaults import DEFAULT_SEED
 from faceattr.errors import SequenceError
 from faceattr.data import PROJECT_ROOT, is_sample
 
 
-def setup_notebook(seed: int = 42) -> str:
+def setup_notebook(seed: int = DEFAULT_SEED) -> str:
     """Seed everything, set plot defaults and describe the machine; return a one-line summary."""
     from faceattr import __version__, import_tensorflow
 

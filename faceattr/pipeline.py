@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from faceattr import import_tensorflow
+from faceattr.defaults import DEFAULT_SEED
 
 tf = import_tensorflow()
 from keras import layers  # noqa: E402  (after the quiet TensorFlow import)
@@ -43,7 +44,7 @@ def augmenter(seed: int) -> tf.keras.Sequential:
 
 
 def make_dataset(frame: pd.DataFrame, image_size: int, batch_size: int, shuffle: bool = False,
-                 augment: bool = False, seed: int = 42, cache: bool | str = True,
+                 augment: bool = False, seed: int = DEFAULT_SEED, cache: bool | str = True,
                  with_labels: bool = True) -> tf.data.Dataset:
     """Build batches of (float32 pixels in 0..255, {head: target}) from a scan/split frame."""
     paths = tf.data.Dataset.from_tensor_slices(frame["path"].to_numpy(str))
@@ -65,7 +66,7 @@ def make_dataset(frame: pd.DataFrame, image_size: int, batch_size: int, shuffle:
     return dataset.prefetch(AUTOTUNE)
 
 
-def split_datasets(split: pd.DataFrame, image_size: int, batch_size: int, seed: int = 42,
+def split_datasets(split: pd.DataFrame, image_size: int, batch_size: int, seed: int = DEFAULT_SEED,
                    augment: bool = False) -> dict[str, tf.data.Dataset]:
     """Train (shuffled), validation and test datasets from a frame with a `split` column."""
     return {

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from faceattr.defaults import DEFAULT_SEED
 from faceattr.errors import DataError, RunDirError
 from faceattr.files import atomic_write, atomic_write_json, locked
 
@@ -167,7 +168,7 @@ class RunFolder:
         return build_frame(stored.drop(columns="split").to_dict("records"), Path(data_root)).merge(
             stored[["file", "split"]], on="file")
 
-    def load_or_make_split(self, result, seed: int = 42) -> tuple[pd.DataFrame, bool]:
+    def load_or_make_split(self, result, seed: int = DEFAULT_SEED) -> tuple[pd.DataFrame, bool]:
         """split.csv if one exists (notebook 01 or a train run made it), else a new seeded split saved here;
         the flag says whether it was made now."""
         from faceattr.data import split_frame

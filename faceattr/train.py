@@ -10,7 +10,7 @@ import pandas as pd
 from faceattr import import_tensorflow
 from faceattr.balance import (SCORE, SCORE_DEFINITION, BalanceLog, head_losses, prepare_balance, trivial_errors,
                               trivial_losses)
-from faceattr.defaults import check_settings, resolve_recipe
+from faceattr.defaults import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_SEED, check_settings, resolve_recipe
 from faceattr.errors import SettingsError
 from faceattr.evaluate import evaluate_run
 from faceattr.files import atomic_write
@@ -168,8 +168,9 @@ def build_compiled(recipe: dict, train: pd.DataFrame, age_scale: float,
     return compile_model(model, learning_rate, losses, weights)
 
 
-def train_run(data: str | Path, run_dir: str | Path, arch: str = "default", num_epochs: int = 10,
-              batch_size: int = 64, image_size: int | None = None, seed: int = 42, overwrite: bool = False,
+def train_run(data: str | Path, run_dir: str | Path, arch: str = "default", num_epochs: int = DEFAULT_EPOCHS,
+              batch_size: int = DEFAULT_BATCH_SIZE, image_size: int | None = None, seed: int = DEFAULT_SEED,
+              overwrite: bool = False,
               learning_rate: float = 1e-3, patience: int = 5, augment: bool = False, progress: str = "lines",
               age_head: str | None = None, loss_balance: str | None = None,
               loss_weights: dict[str, float] | None = None) -> dict:

@@ -25,13 +25,16 @@ def test_every_notebook_has_one_literal_parameters_cell_and_the_lesson_parts():
 
 
 def test_notebook_defaults_are_the_package_defaults():
-    from faceattr.defaults import DEFAULT_IMAGE_SIZE, DEFAULT_TRUNK, LOSS_BALANCES, RECIPES
+    from faceattr.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_IMAGE_SIZE, DEFAULT_SEED, DEFAULT_TRUNK, LOSS_BALANCES,
+                                   RECIPES)
 
     by_name = {path.name[:2]: notebook_parameters(path) for path in lesson_notebooks()}
     assert by_name["04"]["loss_balance"] == RECIPES["default"]["loss_balance"]
     assert by_name["07"]["loss_balances"] == list(LOSS_BALANCES)
     assert by_name["03"]["trunk_filters"] == list(DEFAULT_TRUNK)
     assert by_name["03"]["image_size"] == by_name["07"]["image_size"] == DEFAULT_IMAGE_SIZE
+    assert {parameters["seed"] for parameters in by_name.values()} == {DEFAULT_SEED}
+    assert by_name["04"]["batch_size"] == by_name["07"]["batch_size"] == DEFAULT_BATCH_SIZE  # 05's is for prediction
 
 
 @pytest.mark.parametrize("args, fragment", [
