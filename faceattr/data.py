@@ -227,7 +227,6 @@ def extract_tarball(archive: Path, cache_dir: Path) -> Path:
     with locked(f"{target}.lock"):  # a second scan of the same archive waits here, then reuses the result
         if target.is_dir():
             return target
-        extracted.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.", suffix=".partial", dir=extracted))
         try:
             with tarfile.open(archive, "r:*") as tar:

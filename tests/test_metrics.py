@@ -72,3 +72,4 @@ def test_summary_and_bands_by_hand():
     assert list(bands.index) == ["3-9", "20-29", "30-39", "70+"]
     matrix = confusion_matrices(predictions)["race"]
     assert matrix.loc["black", "asian"] == 1 and matrix.to_numpy().sum() == 6
+    assert (matrix.index.name, matrix.columns.name) == ("truth", "predicted")  # how notebook 05 reads it

@@ -193,7 +193,14 @@ def test_cache_list_shows_and_clear_prunes_extractions_and_scans(tmp_path, priva
     assert cli.main(["cache", "--list"]) == 0
     listing = capsys.readouterr().out
     assert "extraction" in listing and f"(from {archive})" in listing and "scan" in listing
+    entries = data.cache_entries()
+    extraction = next(entry for entry in entries if entry["kind"] == "extraction")
+    assert extraction["bytes"] == sum(path.stat().st_size for path in (tmp_path / "UTKFace").iterdir())
+    with data.locked(f"{extraction['path']}.lock"):  # a scan is using the extraction right now
+        freed, busy = data.clear_cache()
+    assert busy == [extraction["path"]] and extraction["path"].is_dir()
+    assert freed == sum(entry["bytes"] for entry in entries if entry["kind"] == "scan")
     assert cli.main(["cache", "--clear"]) == 0
-    assert "freed" in capsys.readouterr().out
+    assert f"freed {extraction['bytes'] / 1e6:.1f} MB" in capsys.readouterr().out
     assert data.cache_entries() == [] and not list((private_cache / "extracted").glob("*/"))
     assert len(scan(archive).frame) == 3  # rebuilt when needed

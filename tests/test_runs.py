@@ -41,6 +41,7 @@ def copy_of(run_dir: Path, tmp_path: Path) -> RunFolder:
     return RunFolder(shutil.copytree(run_dir, tmp_path / "copy"))
 
 
+@pytest.mark.trains
 def test_config_stores_the_data_absolutely_and_evaluate_works_from_anywhere(trained, tmp_path, monkeypatch, capsys):
     config = RunFolder(trained).read_config()
     assert Path(config["data"]).is_absolute() and config["data"] == str((trained.parent / "faces").resolve())
@@ -50,6 +51,7 @@ def test_config_stores_the_data_absolutely_and_evaluate_works_from_anywhere(trai
     assert json.loads(RunFolder(trained).metrics.read_text())["data"] == config["data"]
 
 
+@pytest.mark.trains
 def test_a_moved_project_finds_its_data_relative_to_the_run(trained, tmp_path):
     moved = Path(shutil.copytree(trained.parent, tmp_path / "moved"))
     run = RunFolder(moved / "run")
@@ -57,6 +59,7 @@ def test_a_moved_project_finds_its_data_relative_to_the_run(trained, tmp_path):
     assert run.data_path(config) == (moved / "faces").resolve()
 
 
+@pytest.mark.trains
 def test_overwrite_then_ctrl_c_never_leaves_the_old_model_beside_the_new_config(trained, tmp_path, monkeypatch,
                                                                                   capsys):
     run = copy_of(trained, tmp_path)
@@ -75,6 +78,7 @@ def test_overwrite_then_ctrl_c_never_leaves_the_old_model_beside_the_new_config(
     assert "model.keras does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.trains
 def test_a_second_training_into_a_busy_run_folder_is_refused(tmp_path, capsys):
     data = small_data(tmp_path / "faces")
     with RunFolder(tmp_path / "run").writing():  # another process is training here
@@ -84,6 +88,7 @@ def test_a_second_training_into_a_busy_run_folder_is_refused(tmp_path, capsys):
     assert "another process is writing a run into" in err and "still being written" in err
 
 
+@pytest.mark.trains
 @pytest.mark.parametrize("damage, fragment", [
     (lambda run: run.config.write_text("{not json"), "config.json is not valid JSON"),
     (lambda run: run.config.write_text(json.dumps({"seed": 1})), "config.json has no 'data' key"),
@@ -98,6 +103,7 @@ def test_a_damaged_run_folder_names_the_file_and_what_is_wrong(trained, tmp_path
     assert fragment in err and str(run.root) in err and err.count("\n") == 1
 
 
+@pytest.mark.trains
 def test_a_test_image_deleted_after_training_is_a_one_line_error(tmp_path, capsys):
     data = small_data(tmp_path / "faces")
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"), *TINY]) == 0
@@ -129,3 +135,88 @@ def test_load_split_without_one_says_what_to_run(tmp_path):
         RunFolder(tmp_path).load_split(tmp_path)
     with pytest.raises(DataError, match="pass --data"):
         RunFolder(tmp_path).data_path({"data": str(tmp_path / "nowhere")})
+
+
+def fake_run(folder: Path, data_root: Path) -> RunFolder:
+    """A run folder with a config and a split but no model (no training needed)."""
+    run = RunFolder(folder)
+    with run.writing():
+        run.write_run_config(data_root, False, seed=3, image_size=32, arch="default")
+        frame = pd.DataFrame({"file": ["a.jpg", "b.jpg"], "age": [20, 30], "gender": [0, 1], "race": [0, 4],
+                              "split": ["train", "test"]})
+        run.save_split(frame)
+    return run
+
+
+def test_config_round_trip_with_version_and_both_data_paths(tmp_path):
+    (tmp_path / "data").mkdir()
+    run = fake_run(tmp_path / "runs" / "one", tmp_path / "data")
+    config = run.read_config()
+    assert config["config_version"] == 2 and config["seed"] == 3 and config["synthetic"] is False
+    assert config["data"] == str((tmp_path / "data").resolve()) and config["data_from_run_dir"] == "../../data"
+    assert config["versions"]["pandas"] == pd.__version__
+    assert run.data_path(config) == (tmp_path / "data").resolve()
+    assert run.has_run() and not (run.root / ".faceattr.lock.tmp").exists()
+
+
+@pytest.mark.parametrize("content, fragment", [
+    ("{not json", "is not valid JSON"),
+    ("[1, 2]", "does not hold a JSON object"),
+    (json.dumps({"data": "/x", "seed": 1, "image_size": 32}), "has no 'arch' key"),
+    (json.dumps({"data": "/x", "seed": 1, "image_size": 32, "arch": "default", "config_version": 99}),
+     "written by a newer faceattr"),
+])
+def test_read_config_names_the_file_and_the_problem(tmp_path, content, fragment):
+    run = RunFolder(tmp_path)
+    run.config.write_text(content)
+    with pytest.raises(RunDirError, match=fragment) as error:
+        run.read_config()
+    assert str(run.config) in str(error.value)
+
+
+def test_read_config_without_one_says_what_to_run(tmp_path):
+    with pytest.raises(RunDirError, match="faceattr train --out"):
+        RunFolder(tmp_path).read_config()
+
+
+def test_split_round_trip_and_damaged_splits(tmp_path):
+    run = fake_run(tmp_path / "run", tmp_path)
+    loaded = run.load_split(tmp_path / "faces")
+    assert loaded["file"].tolist() == ["a.jpg", "b.jpg"] and loaded["split"].tolist() == ["train", "test"]
+    assert loaded["path"].tolist() == [str(tmp_path / "faces" / "a.jpg"), str(tmp_path / "faces" / "b.jpg")]
+    assert loaded["race_name"].tolist() == ["white", "others"]
+    run.split.write_text("file,age,gender,race\na.jpg,3,0,0\n")
+    with pytest.raises(RunDirError, match="split.csv has no 'split' column"):
+        run.load_split(tmp_path)
+    run.split.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(RunDirError, match="split.csv is not a readable CSV"):
+        run.load_split(tmp_path)
+
+
+def test_writing_refuses_a_file_a_run_and_a_busy_folder_and_overwrite_clears_only_kit_files(tmp_path):
+    (tmp_path / "plain").write_text("x")
+    with pytest.raises(RunDirError, match="is a file"):
+        with RunFolder(tmp_path / "plain").writing():
+            pass
+    run = fake_run(tmp_path / "run", tmp_path)
+    run.figures.mkdir()
+    (run.figures / "old.png").write_bytes(b"png")
+    (run.root / "mine.txt").write_text("keep")
+    with pytest.raises(RunDirError, match="already holds a run \\(config.json\\)"):
+        with run.writing():
+            pass
+    with run.writing(overwrite=True):
+        assert sorted(path.name for path in run.root.iterdir()) == [".faceattr.lock", "mine.txt"]
+        with pytest.raises(RunDirError, match="another process is writing"):  # a second writer, meanwhile
+            with RunFolder(run.root).writing(overwrite=True):
+                pass
+        with pytest.raises(RunDirError, match="still being written"):
+            run.check_idle()
+    run.check_idle()  # free again
+
+
+def test_a_junk_model_file_is_a_clear_error(tmp_path):
+    run = RunFolder(tmp_path)
+    run.model.write_bytes(b"junk")
+    with pytest.raises(RunDirError, match="model.keras is not a Keras model file"):
+        run.load_model()

@@ -66,6 +66,7 @@ def test_load_or_make_split_makes_once_then_loads(sample_dir, tmp_path):
 
     result = scan(sample_dir)
     made, was_made = RunFolder(tmp_path).load_or_make_split(result, seed=9)
+    pd.testing.assert_frame_equal(made, split_frame(result.frame, seed=9))  # made with the seed it was given
     loaded, was_made_again = RunFolder(tmp_path).load_or_make_split(result, seed=123)  # the stored split wins
     assert was_made and not was_made_again
     pd.testing.assert_series_equal(made.set_index("file")["split"], loaded.set_index("file")["split"])
@@ -83,7 +84,9 @@ def test_byte_identical_copies_never_cross_the_split(tmp_path):
         for copy in range(2):  # each image three times, under other names (as in the real release)
             shutil.copy(original, folder / f"{20 + index}_{index % 2}_{index % 5}_{index}{copy}copy.jpg")
     result = scan(folder)
-    assert len(result.duplicates()) == 90 and result.duplicates()["content"].nunique() == 30
+    copies = result.duplicates()
+    assert len(copies) == 90 and copies["content"].nunique() == 30 and list(copies.index) == list(range(90))
+    assert copies.groupby("content")["age"].nunique().eq(1).all()  # each group is one image's copies
     split = split_frame(result.frame, seed=0)
     assert (split.groupby("content")["split"].nunique() == 1).all()
     distinct = result.frame.sort_values("file").drop_duplicates("content")
