@@ -107,11 +107,11 @@ def command_run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     run_sequence(args.out, args.data, overrides)
     print(f"whole sequence: {time.perf_counter() - started:.0f} s")
-    metrics_file = RunFolder(args.out).metrics
-    if metrics_file.exists():
-        print(format_metrics(json.loads(metrics_file.read_text())))
-    print(f"results in {display_path(args.out)}/: notebooks/ (executed), figures/ (PNG, incl. prediction_grid.png), "
-          "model.keras, metrics.json")
+    run = RunFolder(args.out)
+    if run.metrics.exists():
+        print(format_metrics(json.loads(run.metrics.read_text())))
+    print(f"results in {display_path(run.root)}/: notebooks/ (executed), {run.figures.name}/ (PNG, incl. "
+          f"prediction_grid.png), {run.model.name}, {run.metrics.name}")
     return 0
 
 
@@ -143,7 +143,8 @@ def command_train(args: argparse.Namespace) -> int:
                         overwrite=args.overwrite, augment=args.augment, age_head=args.age_head,
                         loss_balance=args.loss_balance, loss_weights=loss_weights)
     print(format_metrics(metrics))
-    print(f"results in {args.out}/ (model.keras, history.csv, metrics.json, config.json, predictions.csv)")
+    run = RunFolder(args.out)
+    print(f"results in {run.root}/ ({', '.join(p.name for p in (run.model, run.history, run.metrics, run.config, run.predictions))})")
     return 0
 
 
@@ -154,7 +155,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
     RunFolder(args.run_dir).check_idle()
     data = str(resolve_data_dir(args.data)) if args.data else None
     print(format_metrics(evaluate_run(args.run_dir, data)))
-    print(f"wrote {args.run_dir}/metrics.json and predictions.csv")
+    print(f"wrote {RunFolder(args.run_dir).metrics} and {RunFolder(args.run_dir).predictions.name}")
     return 0
 
 
