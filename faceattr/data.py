@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import math
 import os
 import shutil
 import sys
@@ -229,15 +230,17 @@ def extract_tarball(archive: Path, cache_dir: Path) -> Path:
             return target
         staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.", suffix=".partial", dir=extracted))
         try:
-            with tarfile.open(archive, "r:*") as tar:
+            with tarfile.open(archive) as tar:
                 members = [m for m in tar.getmembers() if m.isfile()]
                 if not any(parse_filename(m.name).ok for m in members):
                     raise DataError(f"{archive} is not a UTKFace archive: it holds no files named "
                                     "age_gender_race_datetime.jpg. Download UTKFace.tar.gz (see data/README.md).")
                 tar.extractall(staging, members=members, filter="data")
-            atomic_write_json(f"{target}.json", {"archive": str(archive.resolve()), "size": archive.stat().st_size,
-                                                 "files": len(members)})
+            atomic_write_json(f"{target}.json", {"archive": str(archive.resolve())})  # for `faceattr cache`
             staging.rename(target)
+        except tarfile.FilterError as error:
+            raise DataError(f"{archive} holds a file that would land outside its folder ({error}); nothing was "
+                            "extracted. Download UTKFace.tar.gz from its official page (see data/README.md).") from error
         except (tarfile.TarError, EOFError, zlib.error) as error:
             raise DataError(f"{archive} is not a readable .tar.gz ({error}). "
                             "Re-download UTKFace.tar.gz (see data/README.md).") from error
@@ -365,13 +368,12 @@ def split_frame(frame: pd.DataFrame, validation_fraction: float = 0.15, test_fra
                         "must each be in (0, 1) and sum to less than 1.")
     ordered = frame.sort_values("file", ignore_index=True)
     groups = copy_groups(ordered)
-    first_copies = ordered[~groups.duplicated()].reset_index(drop=True)  # the split is drawn over distinct images
+    first_copies = ordered[~groups.duplicated()]  # the split is drawn over distinct images
     holdout_fraction = validation_fraction + test_fraction
-    smallest_part = len(first_copies) * min(validation_fraction, test_fraction, 1 - holdout_fraction)
-    if smallest_part < 1:
+    needed = math.ceil(round(1 / min(validation_fraction, test_fraction, 1 - holdout_fraction), 9))  # 1 per part
+    if len(first_copies) < needed:
         raise DataError(f"{len(first_copies)} distinct images are too few to split {1 - holdout_fraction:.0%}/"
-                        f"{validation_fraction:.0%}/{test_fraction:.0%}; use a folder with at least "
-                        f"{int(np.ceil(1 / min(validation_fraction, test_fraction, 1 - holdout_fraction)))} images.")
+                        f"{validation_fraction:.0%}/{test_fraction:.0%}; use a folder with at least {needed} images.")
     index = np.arange(len(first_copies))
     try:
         key = stratify_key(first_copies, min_count=4)

@@ -42,13 +42,15 @@ def predictions_frame(frame: pd.DataFrame, outputs: dict[str, np.ndarray]) -> pd
 
 
 def classification_metrics(truth: np.ndarray, predicted: np.ndarray, classes: int) -> dict[str, float]:
-    """Accuracy with its 95% CI, balanced accuracy and macro-F1."""
+    """Accuracy with its 95% CI, balanced accuracy and macro-F1 (over all `classes`); NaN for no rows."""
     correct = int((truth == predicted).sum())
     low, high = wilson_interval(correct, len(truth))
+    if not len(truth):
+        return {"accuracy": math.nan, "accuracy_ci95": [low, high], "balanced_accuracy": math.nan, "macro_f1": math.nan}
     return {
-        "accuracy": correct / len(truth) if len(truth) else math.nan,
+        "accuracy": correct / len(truth),
         "accuracy_ci95": [low, high],
-        "balanced_accuracy": float(balanced_accuracy_score(truth, predicted)) if len(truth) else math.nan,
+        "balanced_accuracy": float(balanced_accuracy_score(truth, predicted)),
         "macro_f1": float(f1_score(truth, predicted, average="macro", labels=list(range(classes)),
                                    zero_division=0)),
     }
@@ -87,7 +89,7 @@ def summary_metrics(predictions: pd.DataFrame) -> dict[str, float | int | list]:
 def group_table(predictions: pd.DataFrame) -> pd.DataFrame:
     """Per race x gender group: n, gender and race accuracy with 95% CIs, and age MAE."""
     rows = []
-    for (race_name, gender_name), group in predictions.groupby(["race_name", "gender_name"], sort=False):
+    for (race_name, gender_name), group in predictions.groupby(["race_name", "gender_name"]):
         gender_correct = int((group["gender"] == group["pred_gender"]).sum())
         race_correct = int((group["race"] == group["pred_race"]).sum())
         gender_low, gender_high = wilson_interval(gender_correct, len(group))

@@ -57,7 +57,9 @@ def test_group_table_by_hand():
     assert (white_male["race_ci_low"], white_male["race_ci_high"]) == pytest.approx((0.3424, 1.0), abs=1e-4)
     black_female = table.loc[("black", "female")]
     assert black_female["race_accuracy"] == 0.5 and black_female["age_mae"] == pytest.approx(5.0)
+    assert black_female["gender_accuracy"] == 1.0
     assert list(table.index.get_level_values("race")) == ["white", "black", "asian", "others"]
+    assert list(group_table(hand_predictions()).index) == list(range(len(table)))
 
 
 def test_summary_and_bands_by_hand():
@@ -73,3 +75,30 @@ def test_summary_and_bands_by_hand():
     matrix = confusion_matrices(predictions)["race"]
     assert matrix.loc["black", "asian"] == 1 and matrix.to_numpy().sum() == 6
     assert (matrix.index.name, matrix.columns.name) == ("truth", "predicted")  # how notebook 05 reads it
+
+
+def test_age_interval_by_hand_and_undefined_for_one_image():
+    # errors 1, 3: mean 2, sd (ddof=1) 1.4142, half-width 1.96 * 1.4142 / sqrt(2) = 1.96
+    age = age_metrics(np.array([10, 20]), np.array([11, 17]))
+    assert age["mae"] == 2.0 and age["mae_ci95"] == pytest.approx([0.04, 3.96], abs=1e-3)
+    assert np.isnan(age_metrics(np.array([10]), np.array([12]))["mae_ci95"]).all()
+    assert age_metrics(np.array([10, 20]), np.array([10, 20.5]))["mae"] == 0.25  # no rounding to integers
+
+
+def test_macro_f1_counts_every_class_even_one_never_seen():
+    # two of three classes, all right: per-class F1 is 1, 1 and 0 for the unseen class -> macro 2/3
+    metrics = classification_metrics(np.array([0, 1, 1]), np.array([0, 1, 1]), classes=3)
+    assert metrics["macro_f1"] == pytest.approx(2 / 3)
+    empty = classification_metrics(np.array([], int), np.array([], int), classes=2)
+    assert np.isnan([empty["accuracy"], empty["balanced_accuracy"], empty["macro_f1"], *empty["accuracy_ci95"]]).all()
+
+
+def test_predictions_frame_ignores_the_input_index_and_keeps_every_probability():
+    predictions = hand_predictions()
+    frame = pd.DataFrame({"file": list("ab"), "age": [1, 2], "gender": [0, 1], "race": [3, 4]}, index=[7, 9])
+    result = predictions_frame(frame, {"age": np.array([[1.5], [2.5]]), "gender": np.eye(2)[[1, 0]],
+                                       "race": np.eye(5)[[3, 4]]})
+    assert list(result.index) == [0, 1] and "index" not in result
+    assert result["prob_gender_male"].tolist() == [0.0, 1.0] and result["prob_race_others"].tolist() == [0.0, 1.0]
+    assert result["pred_age"].tolist() == [1.5, 2.5]
+    assert predictions.filter(like="prob_").shape[1] == 7

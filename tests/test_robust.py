@@ -204,3 +204,62 @@ def test_cache_list_shows_and_clear_prunes_extractions_and_scans(tmp_path, priva
     assert f"freed {extraction['bytes'] / 1e6:.1f} MB" in capsys.readouterr().out
     assert data.cache_entries() == [] and not list((private_cache / "extracted").glob("*/"))
     assert len(scan(archive).frame) == 3  # rebuilt when needed
+
+
+def test_atomic_write_uses_a_hidden_sibling_with_the_same_suffix_and_the_umask(tmp_path):
+    from faceattr.files import atomic_write, atomic_write_json
+
+    seen = []
+    target = tmp_path / "new" / "deeper" / "model.keras"  # missing folders are made
+    old = os.umask(0o022)
+    try:
+        atomic_write(target, lambda temporary: (seen.append(temporary), temporary.write_text("x")))
+    finally:
+        os.umask(old)
+    (temporary,) = seen
+    assert temporary.parent == target.parent and temporary.name.startswith(".model.") and temporary.suffix == ".keras"
+    assert target.stat().st_mode & 0o777 == 0o644 and not temporary.exists()
+    atomic_write_json(tmp_path / "c.json", {"path": tmp_path, "n": 1})  # paths become strings
+    assert (tmp_path / "c.json").read_text() == f'{{\n  "path": "{tmp_path}",\n  "n": 1\n}}\n'
+    atomic_write(tmp_path / "plain", lambda temporary: temporary.write_text("y"))
+    assert (tmp_path / "plain").read_text() == "y"
+
+
+def test_a_scan_cache_with_foreign_columns_is_rebuilt(tmp_path, private_cache, capsys):
+    folder = faces(tmp_path / "faces")
+    first = scan(folder)
+    (cache_file,) = (private_cache / "scans").glob("*.pkl")
+    pd.to_pickle((first.frame, first.skipped.rename(columns={"reason": "why"})), cache_file)
+    again = scan(folder)
+    assert "damaged" in capsys.readouterr().err and list(again.skipped.columns) == ["file", "reason"]
+    cached = scan(folder)  # now from the rewritten cache
+    pd.testing.assert_frame_equal(cached.skipped, first.skipped)
+    assert cached.root == folder.resolve()
+
+
+def test_cache_listing_skips_half_made_extractions_and_names_unknown_sources(tmp_path):
+    cache = tmp_path / "cache"
+    (cache / "extracted" / "abc.x1.partial").mkdir(parents=True)
+    (cache / "extracted" / "abc").mkdir()
+    (cache / "extracted" / "abc" / "f.jpg").write_bytes(b"12345")
+    for name in ("one", "two"):
+        (cache / "scans").mkdir(exist_ok=True)
+        (cache / "scans" / f"{name}.pkl").write_bytes(b"123")
+    entries = data.cache_entries(cache)
+    assert [(e["kind"], e["path"].name, e["bytes"], e["source"]) for e in entries] == [
+        ("extraction", "abc", 5, "?"), ("scan", "one.pkl", 3, ""), ("scan", "two.pkl", 3, "")]
+    assert data.clear_cache(cache) == (11, [])
+    assert data.cache_entries(cache) == []
+
+
+def test_an_archive_with_a_path_outside_its_folder_is_refused(tmp_path):
+    write_face(tmp_path / "face.jpg")
+    archive = tmp_path / "UTKFace.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "face.jpg", arcname="UTKFace/20_0_0_1.jpg")
+        tar.add(tmp_path / "face.jpg", arcname="../20_0_0_escape.jpg")
+    with pytest.raises(data.DataError, match="would land outside its folder"):
+        scan(archive)
+    cache = Path(os.environ["FACEATTR_CACHE_DIR"])
+    assert not list(cache.rglob("*escape*")) and not list(cache.parent.glob("20_0_0_escape.jpg"))
+    assert not [path for path in (cache / "extracted").iterdir() if path.is_dir()]

@@ -220,3 +220,22 @@ def test_a_junk_model_file_is_a_clear_error(tmp_path):
     run.model.write_bytes(b"junk")
     with pytest.raises(RunDirError, match="model.keras is not a Keras model file"):
         run.load_model()
+
+
+def test_the_data_is_found_relative_to_a_moved_run_and_legacy_configs_still_read(tmp_path, monkeypatch):
+    (tmp_path / "project" / "faces").mkdir(parents=True)
+    run = fake_run(tmp_path / "project" / "run", tmp_path / "project" / "faces")
+    moved = Path(shutil.move(tmp_path / "project", tmp_path / "moved"))
+    config = RunFolder(moved / "run").read_config()
+    assert RunFolder(moved / "run").data_path(config) == (moved / "faces").resolve()
+    monkeypatch.chdir(moved)  # config version 1 stored --data as typed, relative to where `train` ran
+    legacy = {key: value for key, value in config.items() if key not in ("config_version", "data_from_run_dir")}
+    (moved / "run" / "config.json").write_text(json.dumps(legacy | {"data": "faces"}))
+    assert RunFolder(moved / "run").read_config()["data"] == "faces"
+    assert RunFolder(moved / "run").data_path(legacy | {"data": "faces"}) == (moved / "faces").resolve()
+    assert run.root.name == "run"
+
+
+def test_the_split_file_holds_exactly_the_split_columns(tmp_path):
+    run = fake_run(tmp_path / "run", tmp_path)
+    assert run.split.read_text().splitlines()[0] == "file,age,gender,race,split"

@@ -92,3 +92,57 @@ def test_byte_identical_copies_never_cross_the_split(tmp_path):
     distinct = result.frame.sort_values("file").drop_duplicates("content")
     assert split.drop_duplicates("content")["split"].value_counts().to_dict() == \
         split_frame(distinct, seed=0)["split"].value_counts().to_dict()  # drawn over the 30 distinct images
+
+
+@pytest.mark.parametrize("validation, test", [(0.0, 0.15), (0.15, 0.0), (0.5, 0.5), (0.6, 0.5)])
+def test_fractions_outside_the_open_interval_or_summing_to_one_are_errors(validation, test):
+    with pytest.raises(DataError, match=f"validation_fraction={validation} and test_fraction={test}"):
+        split_frame(label_frame(100), validation_fraction=validation, test_fraction=test)
+
+
+@pytest.mark.parametrize("count, validation, test, ok", [
+    (4, 0.25, 0.25, True),    # the smallest part holds exactly 1 image: allowed
+    (9, 0.1, 0.3, False),     # validation would hold 0.9 images
+    (9, 0.3, 0.1, False),     # test would
+    (9, 0.45, 0.45, False),   # training would
+])
+def test_the_smallest_part_must_hold_at_least_one_image(count, validation, test, ok):
+    if ok:
+        assert split_frame(label_frame(count), validation, test)["split"].value_counts().min() == 1
+    else:
+        with pytest.raises(DataError, match="at least 10 images"):
+            split_frame(label_frame(count), validation, test)
+
+
+def test_too_few_names_the_split_and_the_minimum():
+    with pytest.raises(DataError, match="6 distinct images are too few to split 70%/15%/15%; use a folder with at "
+                                        "least 7 images"):
+        split_frame(label_frame(6))
+
+
+def test_unstratified_fallback_is_70_15_15_and_seeded():
+    frame = label_frame(40).assign(race_name=[f"group{i}" for i in range(40)])  # every group is unique
+    split = split_frame(frame, seed=2)
+    assert split["split"].value_counts().to_dict() == {"train": 28, "validation": 6, "test": 6}
+    pd.testing.assert_frame_equal(split, split_frame(frame, seed=2))
+    assert not split["split"].equals(split_frame(frame, seed=3)["split"])
+
+
+def test_the_split_frame_has_a_fresh_index_whatever_the_input_index():
+    frame = label_frame(50)
+    frame.index = range(1000, 1050)
+    assert list(split_frame(frame.iloc[::-1]).index) == list(range(50))
+
+
+def test_stratify_key_bins_ages_at_20_40_60_and_coarsens_below_min_count():
+    from faceattr.data import stratify_key
+
+    frame = label_frame(8).assign(race_name="white", gender_name="male",
+                                  age=[19, 20, 39, 40, 59, 60, 19, 20])
+    assert stratify_key(frame, min_count=1).tolist() == [
+        "white/male/0-19", "white/male/20-39", "white/male/20-39", "white/male/40-59", "white/male/40-59",
+        "white/male/60+", "white/male/0-19", "white/male/20-39"]
+    assert stratify_key(frame, min_count=2).tolist() == ["white/male"] * 8  # 60+ has one image: coarser
+    assert stratify_key(frame.assign(gender_name=["male", "female"] * 4), min_count=4).tolist() == \
+        ["white/male", "white/female"] * 4  # exactly min_count per group is enough
+    assert stratify_key(frame.assign(gender_name=["male", "female"] * 4), min_count=5).tolist() == ["white"] * 8
