@@ -33,6 +33,10 @@ CANDIDATES = {
     "uncertainty": {"arch": "default", "loss_balance": "uncertainty"},
     "normalised + expectation age": {"arch": "default", "loss_balance": "normalised", "age_head": "expectation"},
     "report (198 px, its losses)": {"arch": "original"},
+    # probes for the race gap at equal epochs: more steps per epoch, flips, learned weights
+    "uncertainty, batch 32": {"arch": "default", "loss_balance": "uncertainty", "batch_size": 32},
+    "uncertainty, batch 32, augment": {"arch": "default", "loss_balance": "uncertainty", "batch_size": 32,
+                                       "augment": True},
 }
 REPORT = "report (198 px, its losses)"
 
@@ -66,10 +70,12 @@ def run_one(name: str, settings: dict, split, seed: int, epochs: int, run_dir: P
     from faceattr.train import build_compiled, fit
 
     train = split[split["split"] == "train"]
-    recipe = resolve_recipe(**settings)
+    recipe_settings = {key: value for key, value in settings.items() if key not in ("batch_size", "augment")}
+    recipe = resolve_recipe(**recipe_settings)
     keras.utils.set_random_seed(seed)
     model = build_compiled(recipe, train, float(train["age"].max()))
-    datasets = split_datasets(split, recipe["image_size"], 64, seed=seed)
+    datasets = split_datasets(split, recipe["image_size"], settings.get("batch_size", 64), seed=seed,
+                              augment=settings.get("augment", False))
     started, seconds = time.perf_counter(), []
     clock = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seconds.append(time.perf_counter() - started))
     history = fit(model, datasets["train"], datasets["validation"], epochs, run_dir, trivial_errors(train),
