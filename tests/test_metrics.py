@@ -102,3 +102,12 @@ def test_predictions_frame_ignores_the_input_index_and_keeps_every_probability()
     assert result["prob_gender_male"].tolist() == [0.0, 1.0] and result["prob_race_others"].tolist() == [0.0, 1.0]
     assert result["pred_age"].tolist() == [1.5, 2.5]
     assert predictions.filter(like="prob_").shape[1] == 7
+
+
+def test_summary_metrics_name_every_interval_the_cli_prints():
+    summary = summary_metrics(hand_predictions())
+    for head in ("gender", "race"):
+        low, high = summary[f"{head}_accuracy_ci95"]
+        assert low < summary[f"{head}_accuracy"] < high
+    low, high = summary["age_mae_ci95"]
+    assert low < summary["age_mae"] < high

@@ -263,3 +263,46 @@ def test_an_archive_with_a_path_outside_its_folder_is_refused(tmp_path):
     cache = Path(os.environ["FACEATTR_CACHE_DIR"])
     assert not list(cache.rglob("*escape*")) and not list(cache.parent.glob("20_0_0_escape.jpg"))
     assert not [path for path in (cache / "extracted").iterdir() if path.is_dir()]
+
+
+def test_clear_removes_an_extractions_sidecar_and_a_sidecar_without_a_source_reads_as_unknown(tmp_path):
+    cache = tmp_path / "cache"
+    (cache / "extracted" / "k1").mkdir(parents=True)
+    (cache / "extracted" / "k1.json").write_text("{}")
+    assert [entry["source"] for entry in data.cache_entries(cache)] == ["?"]
+    data.clear_cache(cache)
+    assert sorted(path.name for path in (cache / "extracted").iterdir()) == ["k1.lock"]
+
+
+def test_where_the_kit_keeps_data_in_a_checkout_and_when_installed(tmp_path, monkeypatch):
+    checkout = tmp_path / "checkout"
+    (checkout / "data").mkdir(parents=True)
+    (checkout / "pyproject.toml").write_text("")
+    monkeypatch.setattr(data, "PROJECT_ROOT", checkout)
+    assert data.kit_data_dir() == checkout / "data"
+    (checkout / "data").rmdir()  # a checkout without data/ (or site-packages, which has no pyproject.toml)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("FACEATTR_DATA_HOME", raising=False)
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    assert data.kit_data_dir() == tmp_path / "home" / ".local" / "share" / "faceattr"
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert data.kit_data_dir() == tmp_path / "xdg" / "faceattr"
+    monkeypatch.setenv("FACEATTR_DATA_HOME", str(tmp_path / "mine"))
+    assert data.kit_data_dir() == tmp_path / "mine"
+
+
+def test_resolve_data_dir_auto_prefers_the_environment_then_utkface_then_the_sample(tmp_path, monkeypatch):
+    from faceattr import sample
+
+    monkeypatch.setattr(data, "kit_data_dir", lambda: tmp_path)
+    monkeypatch.setattr(sample, "ensure_sample", lambda folder: folder)  # no need to draw it here
+    monkeypatch.setenv("FACEATTR_DATA", str(tmp_path / "pinned"))
+    assert data.resolve_data_dir() == tmp_path / "pinned" and data.resolve_data_dir("auto") == tmp_path / "pinned"
+    monkeypatch.delenv("FACEATTR_DATA")
+    assert data.resolve_data_dir("auto") == tmp_path / "sample"
+    assert data.resolve_data_dir("sample") == tmp_path / "sample"
+    (tmp_path / "UTKFace.tar.gz").write_bytes(b"")
+    assert data.resolve_data_dir("auto") == tmp_path / "UTKFace.tar.gz"
+    (tmp_path / "UTKFace").mkdir()
+    assert data.resolve_data_dir("auto") == tmp_path / "UTKFace"
+    assert data.resolve_data_dir("~/faces") == Path.home() / "faces"

@@ -146,3 +146,8 @@ def test_stratify_key_bins_ages_at_20_40_60_and_coarsens_below_min_count():
     assert stratify_key(frame.assign(gender_name=["male", "female"] * 4), min_count=4).tolist() == \
         ["white/male", "white/female"] * 4  # exactly min_count per group is enough
     assert stratify_key(frame.assign(gender_name=["male", "female"] * 4), min_count=5).tolist() == ["white"] * 8
+
+
+def test_the_minimum_rounds_up_not_to_nearest():
+    with pytest.raises(DataError, match="use a folder with at least 4 images"):  # 1 / 0.3 = 3.33 -> 4, not 3
+        split_frame(label_frame(3), validation_fraction=0.3, test_fraction=0.4)
