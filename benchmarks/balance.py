@@ -33,6 +33,7 @@ CANDIDATES = {
     "uncertainty": {"arch": "default", "loss_balance": "uncertainty"},
     "normalised + expectation age": {"arch": "default", "loss_balance": "normalised", "age_head": "expectation"},
     "report (198 px, its losses)": {"arch": "original"},
+    "report, batch 32": {"arch": "original", "batch_size": 32},
     # probes for the race gap at equal epochs: more steps per epoch, flips, learned weights
     "uncertainty, batch 32": {"arch": "default", "loss_balance": "uncertainty", "batch_size": 32},
     "uncertainty, batch 32, augment": {"arch": "default", "loss_balance": "uncertainty", "batch_size": 32,

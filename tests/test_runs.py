@@ -239,3 +239,14 @@ def test_the_data_is_found_relative_to_a_moved_run_and_legacy_configs_still_read
 def test_the_split_file_holds_exactly_the_split_columns(tmp_path):
     run = fake_run(tmp_path / "run", tmp_path)
     assert run.split.read_text().splitlines()[0] == "file,age,gender,race,split"
+
+
+def test_the_recorded_versions_name_installed_packages():
+    import platform
+
+    from faceattr.runs import package_versions
+
+    versions = package_versions()
+    assert versions["python"] == platform.python_version()
+    assert "not installed" not in versions.values()  # a misspelt name would record "not installed"
+    assert versions["pandas"] == pd.__version__ and len(versions) == 8
