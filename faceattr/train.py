@@ -159,10 +159,11 @@ def timed_fit(model: keras.Model, train_data: tf.data.Dataset, validation_data: 
     return logs.assign(epoch=range(1, num_epochs + 1), seconds=seconds)
 
 
-def build_compiled(recipe: dict, train: pd.DataFrame, age_scale: float,
-                   learning_rate: float = 1e-3) -> keras.Model:
-    """Build `recipe`'s model (from `faceattr.defaults.resolve_recipe`) and compile it with its balanced losses."""
-    model = make_model(recipe["arch"], recipe["image_size"], age_scale, recipe["age_head"])
+def build_compiled(recipe: dict, train: pd.DataFrame, age_scale: float, learning_rate: float = 1e-3,
+                   model: keras.Model | None = None) -> keras.Model:
+    """Build `recipe`'s model (from `faceattr.defaults.resolve_recipe`), or take `model` (a student's own), and
+    compile it with the recipe's balanced losses."""
+    model = model or make_model(recipe["arch"], recipe["image_size"], age_scale, recipe["age_head"])
     model, losses, weights = prepare_balance(model, train, recipe["loss_balance"], recipe["age_loss"], age_scale,
                                              recipe["loss_weights"])
     return compile_model(model, learning_rate, losses, weights)

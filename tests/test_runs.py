@@ -250,3 +250,18 @@ def test_the_recorded_versions_name_installed_packages():
     assert versions["python"] == platform.python_version()
     assert "not installed" not in versions.values()  # a misspelt name would record "not installed"
     assert versions["pandas"] == pd.__version__ and len(versions) == 8
+
+
+def test_stale_notes_catch_an_old_model_from_notebook_03_and_an_untrained_rerun(tmp_path):
+    import os
+
+    run = fake_run(tmp_path / "run", tmp_path)
+    assert run.stale_notes() == []
+    run.untrained.write_bytes(b"03")
+    os.utime(run.untrained, (1, 1))  # saved long before the split
+    assert run.stale_notes() == [f"{run.untrained.name} was saved before {run.split.name} was made: rerun notebook "
+                                 "03 if you changed the data or the split."]
+    run.model.write_bytes(b"04")
+    os.utime(run.model, (2, 2))
+    os.utime(run.untrained, (3, 3))  # 03 ran again after 04 trained, and before the split
+    assert len(run.stale_notes()) == 2 and "rerun notebook 04" in run.stale_notes()[1]

@@ -70,7 +70,7 @@ def test_sequence_chains_with_non_default_parameters(sample_dir, tmp_path, capsy
     history = (run_dir / "history.csv").read_text().strip().splitlines()
     assert len(history) == 1 + 2
     assert sorted(p.name for p in (run_dir / "experiments").iterdir()) == [
-        "batchnorm", "default", "default-fixed", "default-uncertainty"]
+        "batchnorm", "default", "default-fixed", "default-uncertainty", "yours"]  # 03's model joins
     assert config["loss_balance"] == "uncertainty"
     assert "age_weight" in history[0]  # the learned weights are logged, and 04 plots them
     for figure in ("training_curves", "loss_weights", "experiments", "multitask_vs_single"):
