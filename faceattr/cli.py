@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
-from pathlib import Path
-
-import os
 import traceback
+from pathlib import Path
 
 from faceattr.data import resolve_data_dir, scan, split_frame
 from faceattr.defaults import AGE_HEADS, ARCH_NAMES, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_SEED, LOSS_BALANCES
@@ -28,14 +27,14 @@ class UsageError(SettingsError):
 def summarise_scan(data: str) -> dict:
     """Scan DATA and return the counts that `faceattr scan` reports."""
     result = scan(data, progress=sys.stderr.isatty())
-    frame = result.frame
+    frame, copies = result.frame, result.duplicates()
     return {
         "data": str(data),
         "valid": len(frame),
         "skipped": len(result.skipped),
         "skipped_by_reason": result.skipped_by_reason(),
-        "duplicates": {"images_with_copies": int(result.duplicates()["content"].nunique()),
-                       "extra_copies": int(len(result.duplicates()) - result.duplicates()["content"].nunique())},
+        "duplicates": {"images_with_copies": int(copies["content"].nunique()),
+                       "extra_copies": int(len(copies) - copies["content"].nunique())},
         "gender": {str(k): int(v) for k, v in frame["gender_name"].value_counts().items()},
         "race": {str(k): int(v) for k, v in frame["race_name"].value_counts().items()},
         "age": {"min": int(frame["age"].min()), "median": float(frame["age"].median()),
@@ -144,7 +143,8 @@ def command_train(args: argparse.Namespace) -> int:
                         loss_balance=args.loss_balance, loss_weights=loss_weights)
     print(format_metrics(metrics))
     run = RunFolder(args.out)
-    print(f"results in {run.root}/ ({', '.join(p.name for p in (run.model, run.history, run.metrics, run.config, run.predictions))})")
+    written = (run.model, run.history, run.metrics, run.config, run.predictions)
+    print(f"results in {run.root}/ ({', '.join(path.name for path in written)})")
     return 0
 
 
@@ -163,7 +163,6 @@ def command_predict(args: argparse.Namespace) -> int:
     """Detect every face in each photo and predict age, gender and race; a bad photo, or one whose annotated copy
     cannot be written, is reported and the rest go on. Exit status 1 only when no photo was done."""
     from faceattr.detect import PhotoError, annotate, json_record, load_photo, predict_faces
-    from faceattr.runs import RunFolder
 
     model = RunFolder(args.model).load_model()
     done = 0
