@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Put the venv first on PATH so Jupyter kernels started by papermill/nbval use it.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test lab bench bench-balance mutate sample clean
+.PHONY: run test lab bench bench-balance bench-detect mutate sample clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ bench: $(STAMP)
 # The full multi-task balance study: every scheme, 3 seeds, 15 epochs, the sample and a generated 3,000-image folder.
 bench-balance: $(STAMP)
 	$(BIN)/python benchmarks/balance.py
+
+bench-detect: $(STAMP)
+	$(BIN)/python benchmarks/detect.py
 
 # Mutation testing of the data layer, metrics, labels and run folder (about 20 minutes on 2 cores; not in `make test`).
 mutate: $(STAMP)

@@ -162,9 +162,12 @@ def command_evaluate(args: argparse.Namespace) -> int:
 def command_predict(args: argparse.Namespace) -> int:
     """Detect every face in each photo and predict age, gender and race; a bad photo, or one whose annotated copy
     cannot be written, is reported and the rest go on. Exit status 1 only when no photo was done."""
-    from faceattr.detect import PhotoError, annotate, json_record, load_photo, predict_faces
+    from faceattr.detect import SYNTHETIC_NOTE, PhotoError, annotate, json_record, load_photo, predict_faces
 
-    model = RunFolder(args.model).load_model()
+    run = RunFolder(args.model)
+    model, provenance = run.load_model(), run.provenance()
+    if provenance["synthetic"]:
+        print(f"faceattr predict: note: {SYNTHETIC_NOTE}.", file=sys.stderr)
     done = 0
     for photo_path in args.photos:
         try:
@@ -176,16 +179,20 @@ def command_predict(args: argparse.Namespace) -> int:
         if not faces:
             print(f"faceattr predict: {photo_path}: no face found", file=sys.stderr)
         if args.json:
-            print(json.dumps(json_record(photo_path, faces)))
+            print(json.dumps(json_record(photo_path, faces, provenance)))
         else:
             for face in faces:
+                quality = face["quality"]
                 print(f"{photo_path}: box {face['box']} age {face['age']:.0f}, {face['gender']} "
-                      f"({face['gender_probs'][face['gender']]:.2f}), {face['race']} ({face['race_probs'][face['race']]:.2f})")
+                      f"({face['gender_probs'][face['gender']]:.2f}), {face['race']} ({face['race_probs'][face['race']]:.2f}); "
+                      f"face {quality['face_pixels']} px, confidence {quality['confidence']:.2f}"
+                      + (", cut by the border" if quality["cut_by_border"] else ""))
         if args.annotate:
             target = Path(args.annotate) / f"{Path(photo_path).stem}_faces.jpg"
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(target, lambda temporary: annotate(photo, faces).save(temporary, "JPEG", quality=92))
+                atomic_write(target, lambda temporary: annotate(photo, faces, provenance["synthetic"]).save(
+                    temporary, "JPEG", quality=92))
             except OSError as error:
                 print(f"faceattr predict: error: cannot write {target} ({error.strerror or error}); "
                       "choose a writable --annotate folder.", file=sys.stderr)
@@ -245,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="one JSON object per photo")
     predict.add_argument("--annotate", metavar="OUT_DIR", help="write each photo with boxes and labels here")
     predict.add_argument("--min-face-size", type=int, default=20, help="smallest face to detect, in pixels")
-    predict.add_argument("--min-confidence", type=float, default=0.9, help="detection confidence threshold")
+    predict.add_argument("--min-confidence", type=float, default=None,
+                         help="detection confidence floor (default: the measured one, see README)")
     predict.set_defaults(handler=command_predict)
 
     run = commands.add_parser("run", help="run the whole notebook sequence with papermill (what `make run` does)")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import warnings
 from functools import lru_cache
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
@@ -18,22 +20,55 @@ tf = import_tensorflow()
 CROP_PIXELS = 200          # UTKFace's aligned & cropped images are 200 x 200
 EYE_DISTANCE = 0.30        # eye-to-eye distance as a share of the crop width
 EYE_HEIGHT = 0.45          # height of the eyes' midpoint as a share of the crop height
-MAX_DETECTION_SIDE = 1600  # larger photos are downscaled for detection, boxes mapped back
+MIN_PHOTO_SIDE = 20        # no face fits in a smaller photo
+COARSE_SIDE = 800          # the first pass sees the photo at most this large: MTCNN is surest of big faces here
+COARSE_PAD = 0.15          # ... inside a grey border of this share of its side, so a face filling the frame is found
+FINE_SIDE = 2000           # the second pass, for faces too small for the first, sees it up to this large (or whole)
+FINE_FACES_BELOW = 48      # ... and keeps only faces under this many first-pass pixels (the first pass owns the rest)
+MERGE_OVERLAP = 0.5        # two boxes are one face when either covers this share of the smaller one
+# Chosen by `make bench-detect` on faceattr.photocases (benchmarks/results/detect-*.json): the most faces found less
+# false alarms. Lower stage thresholds found no more faces there, only more false alarms; the final floor decides.
+STAGE_THRESHOLDS = {"threshold_pnet": 0.6, "threshold_rnet": 0.7, "threshold_onet": 0.7}
+MIN_CONFIDENCE = 0.7
 
 
-def load_photo(path: str | Path) -> Image.Image:
-    """Open a photo as RGB, honouring its EXIF rotation; grayscale, RGBA and CMYK are converted."""
-    path = Path(path)
-    if not path.is_file():
-        raise PhotoError(f"{path} does not exist or is not a file.")
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL image as 8-bit RGB: 16-bit and float scaled down, transparency laid on white, CMYK and palettes
+    converted."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        pixels = np.asarray(image, dtype=np.float64)
+        top = pixels.max()
+        pixels = pixels * (255 / top) if top > 255 else pixels
+        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return image.convert("RGB")
+
+
+def load_photo(path: str | Path | BinaryIO, name: str | None = None) -> Image.Image:
+    """Open a photo as 8-bit RGB: its first frame, turned by its EXIF orientation. `path` may also be an open
+    file (an upload), called `name` in messages."""
+    label = name or str(path)
+    if isinstance(path, (str, Path)):
+        path = Path(path)
+        if not path.is_file():
+            raise PhotoError(f"{path} does not exist or is not a file.")
     try:
-        with Image.open(path) as image:
-            image.load()
-            return ImageOps.exif_transpose(image).convert("RGB")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # up to twice PIL's limit is a photo
+            with Image.open(path) as image:
+                image.load()
+                photo = to_rgb(ImageOps.exif_transpose(image))
     except Image.DecompressionBombError as error:
-        raise PhotoError(f"{path} has too many pixels to open safely ({error}); resize it first.") from error
+        raise PhotoError(f"{label} has too many pixels to open safely ({error}); resize it first.") from error
     except (OSError, SyntaxError, ValueError) as error:
-        raise PhotoError(f"{path} is not a readable image ({error}).") from error
+        raise PhotoError(f"{label} is not a readable image ({error}).") from error
+    if min(photo.size) < MIN_PHOTO_SIDE:
+        raise PhotoError(f"{label} is {photo.width} x {photo.height} pixels, too small to hold a face; "
+                         f"use a photo at least {MIN_PHOTO_SIDE} pixels on each side.")
+    return photo
 
 
 @lru_cache(maxsize=1)
@@ -44,22 +79,68 @@ def detector():
     return MTCNN()
 
 
-def detect_faces(photo: Image.Image, min_face_size: int = 20, min_confidence: float = 0.9) -> list[dict]:
-    """Every face's box [x, y, w, h], confidence and five keypoints, in the photo's own pixels."""
-    scale = min(1.0, MAX_DETECTION_SIDE / max(photo.size))
-    small = photo if scale == 1.0 else photo.resize((round(photo.width * scale), round(photo.height * scale)),
-                                                    Image.BILINEAR)
-    found = detector().detect_faces(np.asarray(small), min_face_size=max(12, round(min_face_size * scale)))
-    faces = []
-    for face in found:
-        if face["confidence"] < min_confidence:
-            continue
-        faces.append({
-            "box": [round(value / scale) for value in face["box"]],
-            "confidence": float(face["confidence"]),
-            "keypoints": {name: (float(x) / scale, float(y) / scale) for name, (x, y) in face["keypoints"].items()},
-        })
-    return sorted(faces, key=lambda face: (face["box"][0], face["box"][1]))
+def detect_at(photo: Image.Image, scale: float, min_face_size: int, thresholds: dict, pad: float = 0) -> list[dict]:
+    """One MTCNN pass over the photo shrunk by `scale` (in a grey border of `pad` of its long side); boxes and
+    keypoints in the photo's pixels, boxes not yet clipped to it."""
+    size = (max(1, round(photo.width * scale)), max(1, round(photo.height * scale)))
+    resized = photo if size == photo.size else photo.resize(size, Image.LANCZOS, reducing_gap=3.0)
+    border = round(pad * max(size))
+    framed = ImageOps.expand(resized, border=border, fill=(128, 128, 128)) if border else resized
+    found = detector().detect_faces(np.asarray(framed), fit_to_image=False,
+                                    min_face_size=max(12, round(min_face_size * scale)), **thresholds)
+    return [{"box": [(value - (border if index < 2 else 0)) / scale for index, value in enumerate(face["box"])],
+             "confidence": float(face["confidence"]),
+             "keypoints": {name: ((float(x) - border) / scale, (float(y) - border) / scale)
+                           for name, (x, y) in face["keypoints"].items()}} for face in found]
+
+
+def overlap(first: list, second: list) -> float:
+    """The share of the smaller box [x, y, w, h] that the other covers."""
+    width = min(first[0] + first[2], second[0] + second[2]) - max(first[0], second[0])
+    height = min(first[1] + first[3], second[1] + second[3]) - max(first[1], second[1])
+    return max(0, width) * max(0, height) / max(1e-9, min(first[2] * first[3], second[2] * second[3]))
+
+
+def merge(faces: list[dict]) -> list[dict]:
+    """Non-maximum suppression across passes: the surest box of each face stays."""
+    kept = []
+    for face in sorted(faces, key=lambda face: -face["confidence"]):
+        if all(overlap(face["box"], other["box"]) < MERGE_OVERLAP for other in kept):
+            kept.append(face)
+    return kept
+
+
+def inside_photo(face: dict, photo: Image.Image) -> dict:
+    """The face with its box clipped to the photo in whole pixels, and a note of whether the border cut it."""
+    x, y, w, h = face["box"]
+    left, top = max(0, round(x)), max(0, round(y))
+    right, bottom = min(photo.width, round(x + w)), min(photo.height, round(y + h))
+    return {"box": [left, top, right - left, bottom - top], "confidence": face["confidence"],
+            "keypoints": face["keypoints"],
+            "quality": {"face_pixels": bottom - top, "confidence": round(face["confidence"], 3),
+                        "cut_by_border": (left, top, right, bottom) != (round(x), round(y), round(x + w), round(y + h))}}
+
+
+def detect_faces(photo: Image.Image, min_face_size: int = 20, min_confidence: float | None = None,
+                 thresholds: dict | None = None) -> list[dict]:
+    """Every face's box [x, y, w, h], confidence, five keypoints and quality note, in the photo's own pixels.
+
+    Two passes: one at most COARSE_SIDE pixels on the long side, border included, where MTCNN is surest of large
+    faces; then, for a larger photo, one at up to FINE_SIDE pixels that keeps only the faces too small for the
+    first (MTCNN is unsure of faces under about FINE_FACES_BELOW pixels).
+    """
+    thresholds = {**STAGE_THRESHOLDS, **(thresholds or {})}
+    min_confidence = MIN_CONFIDENCE if min_confidence is None else min_confidence
+    long_side = max(photo.size)
+    coarse = min(1.0, COARSE_SIDE / (1 + 2 * COARSE_PAD) / long_side)
+    fine = min(1.0, FINE_SIDE / long_side)
+    faces = detect_at(photo, coarse, min_face_size, thresholds, pad=COARSE_PAD)
+    if fine > coarse * 1.5 and min_face_size * coarse < FINE_FACES_BELOW:
+        faces += [face for face in detect_at(photo, fine, min_face_size, thresholds)
+                  if face["box"][3] * coarse < FINE_FACES_BELOW]
+    faces = [inside_photo(face, photo) for face in merge(faces) if face["confidence"] >= min_confidence]
+    return sorted((face for face in faces if face["box"][2] > 0 and face["box"][3] > 0),
+                  key=lambda face: (face["box"][0], face["box"][1]))
 
 
 def align_crop(photo: Image.Image, keypoints: dict, size: int = CROP_PIXELS) -> Image.Image:
@@ -98,7 +179,7 @@ def describe(outputs: dict, index: int) -> dict:
     }
 
 
-def predict_faces(model, photo: Image.Image, min_face_size: int = 20, min_confidence: float = 0.9) -> list[dict]:
+def predict_faces(model, photo: Image.Image, min_face_size: int = 20, min_confidence: float | None = None) -> list[dict]:
     """Detect, align and crop every face, then predict them all in one batch."""
     faces = detect_faces(photo, min_face_size, min_confidence)
     crops = [align_crop(photo, face["keypoints"]) for face in faces]
@@ -108,23 +189,35 @@ def predict_faces(model, photo: Image.Image, min_face_size: int = 20, min_confid
     return [{**face, **describe(outputs, index), "crop": crop} for index, (face, crop) in enumerate(zip(faces, crops))]
 
 
-def annotate(photo: Image.Image, faces: list[dict]) -> Image.Image:
-    """Draw each face's box and a short label (age, gender, race) on a copy of the photo."""
+SYNTHETIC_NOTE = "model trained on the synthetic sample: these are not real predictions"
+
+
+def annotate(photo: Image.Image, faces: list[dict], synthetic: bool | None = None) -> Image.Image:
+    """Draw each face's box and a short label (age, gender, race) on a copy of the photo; a banner says when the
+    model learnt from the synthetic sample."""
     annotated = photo.copy()
     draw = ImageDraw.Draw(annotated)
     width = max(2, round(max(photo.size) / 300))
+    font_size = max(12, round(max(photo.size) / 60))
     for face in faces:
         x, y, w, h = face["box"]
         draw.rectangle([x, y, x + w, y + h], outline=(255, 200, 0), width=width)
         label = f"{face['age']:.0f} {face['gender']} {face['race']}"
-        text_box = draw.textbbox((x, y), label)
-        draw.rectangle([x, y - (text_box[3] - text_box[1]) - 4, x + text_box[2] - text_box[0] + 4, y],
-                       fill=(255, 200, 0))
-        draw.text((x + 2, y - (text_box[3] - text_box[1]) - 3), label, fill=(0, 0, 0))
+        left, top, right, bottom = draw.textbbox((x, y), label, font_size=font_size, anchor="lb")
+        draw.rectangle([left - 2, top - 2, right + 2, bottom + 2], fill=(255, 200, 0))
+        draw.text((x, y), label, fill=(0, 0, 0), font_size=font_size, anchor="lb")
+    if synthetic:
+        left, top, right, bottom = draw.textbbox((4, photo.height - 4), SYNTHETIC_NOTE, font_size=font_size,
+                                                 anchor="lb")
+        draw.rectangle([0, top - 4, right + 4, photo.height], fill=(0, 0, 0))
+        draw.text((4, photo.height - 4), SYNTHETIC_NOTE, fill=(255, 255, 255), font_size=font_size, anchor="lb")
     return annotated
 
 
-def json_record(file: str, faces: list[dict]) -> dict:
-    """The JSON object `faceattr predict --json` prints for one photo."""
-    keys = ("box", "confidence", "age", "gender", "gender_probs", "race", "race_probs")
-    return {"file": file, "faces": [{key: face[key] for key in keys} for face in faces]}
+def json_record(file: str, faces: list[dict], provenance: dict | None = None) -> dict:
+    """The JSON object `faceattr predict --json` prints for one photo: its faces and what the model learnt from."""
+    keys = ("box", "confidence", "quality", "age", "gender", "gender_probs", "race", "race_probs")
+    record = {"file": file, "faces": [{key: face[key] for key in keys} for face in faces]}
+    if provenance is not None:
+        record["model"] = {**provenance, **({"note": SYNTHETIC_NOTE} if provenance["synthetic"] else {})}
+    return record

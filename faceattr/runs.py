@@ -145,6 +145,14 @@ class RunFolder:
                               f"{config['config_version']}); upgrade faceattr to read it.")
         return config
 
+    def provenance(self) -> dict:
+        """What the model was trained on, for its predictions to carry: the data, and whether it is synthetic
+        (both None when the folder holds a model but no config.json)."""
+        if not self.config.exists():
+            return {"run": str(self.root), "trained_on": None, "synthetic": None}
+        config = self.read_config()
+        return {"run": str(self.root), "trained_on": str(config["data"]), "synthetic": bool(config.get("synthetic"))}
+
     def data_path(self, config: dict) -> Path:
         """The data the run was trained on: its absolute path, else the same path relative to the run folder
         (for a project moved as a whole)."""

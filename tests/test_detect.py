@@ -113,6 +113,30 @@ def test_predict_json_has_the_documented_keys_and_types(run_dir, capsys):
     assert set(face) == set(json_record("x", [dict(face, keypoints={})])["faces"][0])
 
 
+def test_predictions_say_what_the_model_learnt_from(run_dir, tmp_path, capsys):
+    import shutil
+
+    from faceattr.detect import SYNTHETIC_NOTE
+    from faceattr.runs import RunFolder
+
+    assert main(["predict", "--model", str(run_dir), HOPPER, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == {"run": str(run_dir), "trained_on": None, "synthetic": None}
+    synthetic_run = tmp_path / "synthetic"
+    shutil.copytree(run_dir, synthetic_run)
+    RunFolder(synthetic_run).write_run_config(tmp_path / "sample", synthetic=True, seed=1, image_size=32, arch="x")
+    plain, marked = tmp_path / "plain", tmp_path / "marked"
+    assert main(["predict", "--model", str(run_dir), HOPPER, "--annotate", str(plain)]) == 0
+    assert main(["predict", "--model", str(synthetic_run), HOPPER, "--json", "--annotate", str(marked)]) == 0
+    captured = capsys.readouterr()
+    record = json.loads(captured.out.strip().splitlines()[-1])
+    assert record["model"]["synthetic"] is True and record["model"]["note"] == SYNTHETIC_NOTE
+    assert SYNTHETIC_NOTE in captured.err
+    plain_pixels, marked_pixels = (np.asarray(Image.open(folder / "grace_hopper_faces.jpg"), dtype=float)
+                                   for folder in (plain, marked))
+    difference = np.abs(plain_pixels - marked_pixels).mean(axis=(1, 2))  # per row
+    assert difference[-10:].mean() > 10 and difference[:300].max() < 3  # a banner at the bottom, nothing else
+
+
 def test_bad_photos_are_reported_and_the_rest_go_on(run_dir, tmp_path, capsys):
     blank = tmp_path / "wall.png"
     Image.new("RGB", (300, 300), (200, 200, 200)).save(blank)

@@ -35,6 +35,9 @@ def test_notebook_defaults_are_the_package_defaults():
     assert by_name["03"]["image_size"] == by_name["07"]["image_size"] == DEFAULT_IMAGE_SIZE
     assert {parameters["seed"] for parameters in by_name.values()} == {DEFAULT_SEED}
     assert by_name["04"]["batch_size"] == by_name["07"]["batch_size"] == DEFAULT_BATCH_SIZE  # 05's is for prediction
+    from faceattr.detect import MIN_CONFIDENCE
+
+    assert by_name["06"]["min_confidence"] == MIN_CONFIDENCE
 
 
 @pytest.mark.parametrize("args, fragment", [
