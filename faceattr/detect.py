@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
 from faceattr import import_tensorflow
 from faceattr.errors import PhotoError
@@ -61,6 +61,9 @@ def load_photo(path: str | Path | BinaryIO, name: str | None = None) -> Image.Im
             with Image.open(path) as image:
                 image.load()
                 photo = to_rgb(ImageOps.exif_transpose(image))
+    except UnidentifiedImageError:
+        raise PhotoError(f"{label} is not a readable image (not a format Pillow knows); use a JPEG or PNG "
+                         "photo.") from None
     except Image.DecompressionBombError as error:
         raise PhotoError(f"{label} has too many pixels to open safely ({error}); resize it first.") from error
     except (OSError, SyntaxError, ValueError) as error:
