@@ -34,6 +34,18 @@ def test_the_cases_cover_what_the_issue_asks_for(detected):
     assert {"astronaut", "camera"} <= set(names), "scikit-image (a test dependency) ships two more real faces"
 
 
+def test_the_real_photos_ship_inside_the_installed_packages():
+    """No download: the faces are files inside the matplotlib and scikit-image wheels, not fetched on first use."""
+    import matplotlib
+    import skimage
+
+    assert (Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").is_file()
+    shipped = Path(skimage.__file__).parent / "data"
+    assert {"astronaut.png", "camera.png"} <= {path.name for path in shipped.iterdir()}
+    assert all((shipped / f"{name}.png").is_file() or (shipped / f"{name}.jpg").is_file()
+               for name in photocases.NEGATIVES)
+
+
 def test_every_placed_face_of_40_pixels_or_more_is_found(detected):
     missed = []
     for case, _, faces in detected:
