@@ -108,7 +108,7 @@ def command_run(args: argparse.Namespace) -> int:
     print(f"whole sequence: {time.perf_counter() - started:.0f} s")
     run = RunFolder(args.out)
     if run.metrics.exists():
-        print(format_metrics(json.loads(run.metrics.read_text())))
+        print(format_metrics(run.read_metrics()))
     print(f"results in {display_path(run.root)}/: notebooks/ (executed), {run.figures.name}/ (PNG, incl. "
           f"prediction_grid.png), {run.model.name}, {run.metrics.name}")
     return 0
@@ -143,7 +143,7 @@ def command_train(args: argparse.Namespace) -> int:
                         loss_balance=args.loss_balance, loss_weights=loss_weights)
     print(format_metrics(metrics))
     run = RunFolder(args.out)
-    written = (run.model, run.history, run.metrics, run.config, run.predictions)
+    written = (run.model, run.history, run.metrics, run.config, run.predictions, run.model_card)
     print(f"results in {run.root}/ ({', '.join(path.name for path in written)})")
     return 0
 
@@ -152,10 +152,20 @@ def command_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a trained run on the full test split."""
     from faceattr.evaluate import evaluate_run
 
-    RunFolder(args.run_dir).check_idle()
+    run = RunFolder(args.run_dir)
+    run.check_idle()
     data = str(resolve_data_dir(args.data)) if args.data else None
     print(format_metrics(evaluate_run(args.run_dir, data)))
-    print(f"wrote {RunFolder(args.run_dir).metrics} and {RunFolder(args.run_dir).predictions.name}")
+    print(f"wrote {run.metrics}, {run.predictions.name} and {run.model_card.name}")
+
+
+def command_card(args: argparse.Namespace) -> int:
+    """Print the run's model card, written afresh from its config.json and metrics.json."""
+    run = RunFolder(args.run_dir)
+    config, metrics = run.read_config(), run.read_metrics()
+    run.check_idle()
+    print(run.write_model_card(config, metrics).read_text(), end="")
+    return 0
     return 0
 
 
@@ -198,6 +208,56 @@ def command_predict(args: argparse.Namespace) -> int:
                       "choose a writable --annotate folder.", file=sys.stderr)
                 continue
         done += 1
+    return 0 if done else 1
+
+
+def command_explain(args: argparse.Namespace) -> int:
+    """Write one Grad-CAM figure per face that `predict` finds (every head side by side); a bad photo is reported
+    and the rest go on. Exit status 1 only when no photo was done."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from faceattr.detect import SYNTHETIC_NOTE, PhotoError, crops_to_batch, load_photo, predict_faces
+    from faceattr.explain import HEADS, grad_cam, last_conv_layer, upsample
+    from faceattr.plots import heatmap_row
+
+    run = RunFolder(args.model)
+    model, provenance = run.load_model(), run.provenance()
+    layer = last_conv_layer(model)
+    out = Path(args.out)
+    done = 0
+    for photo_path in args.photos:
+        try:
+            photo = load_photo(photo_path)
+        except PhotoError as error:
+            print(f"faceattr explain: error: {error}", file=sys.stderr)
+            continue
+        faces = predict_faces(model, photo, args.min_face_size, args.min_confidence)
+        if not faces:
+            print(f"faceattr explain: {photo_path}: no face found", file=sys.stderr)
+        written = []
+        for index, face in enumerate(faces, start=1):
+            batch = crops_to_batch([face["crop"]], model.input_shape[1])
+            maps = {head: upsample(grad_cam(model, batch, head, layer)[0], batch.shape[1]) for head in HEADS}
+            titles = {"age": f"age {face['age']:.0f}", "gender": face["gender"], "race": face["race"]}
+            figure = heatmap_row(batch[0], maps, titles, SYNTHETIC_NOTE if provenance["synthetic"] else "")
+            target = out / f"{Path(photo_path).stem}_face{index}_gradcam.png"
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+                atomic_write(target, lambda temporary: figure.savefig(temporary, format="png", dpi=120))
+            except OSError as error:
+                print(f"faceattr explain: error: cannot write {target} ({error.strerror or error}); "
+                      "choose a writable --out folder.", file=sys.stderr)
+                break
+            finally:
+                plt.close(figure)
+            written.append(target)
+        else:
+            done += 1
+            for target in written:
+                print(target)
     return 0 if done else 1
 
 
@@ -245,6 +305,19 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--data", default=None, help="default: the data the run was trained on")
     evaluate.set_defaults(handler=command_evaluate)
+
+    explain = commands.add_parser("explain", help="Grad-CAM heat maps of every head for each face in photos")
+    explain.add_argument("--model", required=True, metavar="RUN_DIR", help="a run folder holding model.keras")
+    explain.add_argument("photos", nargs="+", metavar="PHOTO")
+    explain.add_argument("--out", required=True, metavar="OUT_DIR", help="write one PNG per face here")
+    explain.add_argument("--min-face-size", type=int, default=20, help="smallest face to detect, in pixels")
+    explain.add_argument("--min-confidence", type=float, default=None,
+                         help="detection confidence floor (default: the measured one, see README)")
+    explain.set_defaults(handler=command_explain)
+
+    card = commands.add_parser("card", help="print a run's model card (what the model is for, where it fails)")
+    card.add_argument("run_dir")
+    card.set_defaults(handler=command_card)
 
     predict = commands.add_parser("predict", help="detect faces in photos and predict age, gender and race")
     predict.add_argument("--model", required=True, metavar="RUN_DIR", help="a run folder holding model.keras")

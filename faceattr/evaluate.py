@@ -161,4 +161,5 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, batch_size: int =
         "by_age_band": mae_by_band(predictions).reset_index().to_dict("records"),
     }
     run.write_metrics(metrics)
+    run.write_model_card(config, metrics)
     return metrics

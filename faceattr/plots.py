@@ -153,3 +153,21 @@ def multitask_plot(table: pd.DataFrame) -> plt.Figure:
         axis.set(title=label)
     figure.suptitle("One multi-task model against three single-head models (validation split)", fontsize=11)
     return figure
+
+
+def heatmap_row(image: np.ndarray, maps: dict[str, np.ndarray], titles: dict[str, str],
+                suptitle: str = "") -> plt.Figure:
+    """The face, then each head's heat map (already at the image's size) laid over it, side by side."""
+    figure, axes = plt.subplots(1, 1 + len(maps), figsize=(2.4 * (1 + len(maps)), 2.8))
+    axes[0].imshow(image.astype("uint8"))
+    axes[0].set_title("face", fontsize=9)
+    for axis, (head, heatmap) in zip(axes[1:], maps.items()):
+        axis.imshow(image.astype("uint8"))
+        axis.imshow(heatmap, cmap="jet", alpha=0.45, vmin=0, vmax=max(float(heatmap.max()), 1e-9))
+        axis.set_title(titles[head], fontsize=9)
+    for axis in axes:
+        axis.set_axis_off()
+    if suptitle:
+        figure.suptitle(suptitle, fontsize=9)
+    figure.tight_layout()
+    return figure

@@ -21,7 +21,7 @@ import pandas as pd
 
 from faceattr.defaults import DEFAULT_SEED
 from faceattr.errors import DataError, RunDirError
-from faceattr.files import atomic_write, atomic_write_json, locked
+from faceattr.files import atomic_write, atomic_write_json, atomic_write_text, locked
 
 CONFIG_VERSION = 2
 REQUIRED_CONFIG_KEYS = ("data", "seed", "image_size", "arch")
@@ -56,13 +56,14 @@ class RunFolder:
     history = property(lambda self: self.root / "history.csv", doc="per-epoch losses and metrics")
     metrics = property(lambda self: self.root / "metrics.json", doc="test-split metrics")
     predictions = property(lambda self: self.root / "predictions.csv", doc="one row per test image")
+    model_card = property(lambda self: self.root / "model_card.md", doc="what the model is for, and where it fails")
     figures = property(lambda self: self.root / "figures", doc="PNG figures")
     lock = property(lambda self: self.root / ".faceattr.lock", doc="held by the process writing the run")
 
     def kit_files(self) -> list[Path]:
         """The files (and the figures folder) the kit writes here; nothing else in the folder is touched."""
         return [self.model, self.untrained, self.config, self.split, self.history, self.metrics, self.predictions,
-                self.figures]
+                self.model_card, self.figures]
 
     def has_run(self) -> bool:
         """True when a trained run (a model or a config) is here."""
@@ -221,6 +222,23 @@ class RunFolder:
     def write_metrics(self, metrics: dict) -> Path:
         """Write metrics.json atomically."""
         return atomic_write_json(self.metrics, metrics)
+
+    def read_metrics(self) -> dict:
+        """Read metrics.json; a missing or garbled one is an error that says which command writes it."""
+        try:
+            return json.loads(self.metrics.read_text())
+        except FileNotFoundError:
+            raise RunDirError(f"{self.metrics} does not exist: evaluate the run first with "
+                              f"`faceattr evaluate {self.root}`.") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise RunDirError(f"{self.metrics} is not valid JSON ({error}); run `faceattr evaluate {self.root}` "
+                              "again.") from None
+
+    def write_model_card(self, config: dict, metrics: dict) -> Path:
+        """Write model_card.md (atomically) from the run's config and metrics."""
+        from faceattr.card import model_card
+
+        return atomic_write_text(self.model_card, model_card(config, metrics, self.root.resolve().name))
 
     def save_predictions(self, predictions: pd.DataFrame) -> Path:
         """Write predictions.csv atomically."""

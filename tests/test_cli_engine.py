@@ -22,12 +22,22 @@ def trained_run(sample_dir, tmp_path_factory):
 
 
 def test_train_writes_every_run_file(trained_run):
-    for name in ("model.keras", "history.csv", "metrics.json", "config.json", "predictions.csv", "split.csv"):
+    for name in ("model.keras", "history.csv", "metrics.json", "config.json", "predictions.csv", "split.csv",
+                  "model_card.md"):
         assert (trained_run / name).is_file(), name
     config = json.loads((trained_run / "config.json").read_text())
     assert config["seed"] == 42 and config["image_size"] == 32 and config["synthetic"] is True
     assert config["versions"]["tensorflow"] != "not installed"
     assert config["age_scale"] <= 116
+
+
+def test_the_model_card_reads_the_runs_own_numbers_and_says_synthetic(trained_run, capsys):
+    assert main(["card", str(trained_run)]) == 0
+    card = capsys.readouterr().out
+    test = json.loads((trained_run / "metrics.json").read_text())["test"]
+    assert card == (trained_run / "model_card.md").read_text()
+    assert f"| gender accuracy | {test['gender_accuracy']:.3f} |" in card and f"n = {test['n']})" in card
+    assert "trained on the synthetic sample" in card and "## Out of scope" in card
 
 
 def test_metrics_cover_the_whole_test_split(trained_run):

@@ -1,0 +1,124 @@
+"""Model cards (Mitchell et al., 2019): what a run's model is for, what it learnt from, and where it fails.
+
+`model_card` writes Markdown from a run's config.json and metrics.json only, so every number in it is one the
+run measured. `faceattr train`, `faceattr evaluate` and notebook 05 write it as model_card.md; `faceattr card
+RUN_DIR` prints it.
+"""
+
+from __future__ import annotations
+
+from faceattr import __version__
+
+MIN_RANKED_GROUP = 20   # smaller groups are listed, but their intervals are too wide to rank them for gaps
+HEAD_METRICS = (("gender_accuracy", "gender accuracy", "gender_ci"), ("race_accuracy", "race accuracy", "race_ci"))
+
+
+def largest_gap(by_group: list[dict], metric: str, interval: str) -> dict | None:
+    """The best and the worst group (of MIN_RANKED_GROUP images or more) on an accuracy, with the gap, and whether
+    their 95% intervals overlap (then the gap may be chance)."""
+    ranked = [group for group in by_group if group["n"] >= MIN_RANKED_GROUP]
+    if len(ranked) < 2:
+        return None
+    best = max(ranked, key=lambda group: group[metric])
+    worst = min(ranked, key=lambda group: group[metric])
+    return {"best": best, "worst": worst, "gap": best[metric] - worst[metric],
+            "overlap": worst[f"{interval}_high"] >= best[f"{interval}_low"]}
+
+
+def group_name(group: dict) -> str:
+    """'white female' for a row of the per-group table."""
+    return f"{group['race']} {group['gender']}"
+
+
+def metrics_table(test: dict) -> list[str]:
+    """The overall test metrics as Markdown table rows, with 95% intervals."""
+    rows = ["| metric | value | 95% interval |", "| --- | ---: | --- |"]
+    for key, label, interval in (("gender_accuracy", "gender accuracy", "gender_accuracy_ci95"),
+                                 ("race_accuracy", "race accuracy", "race_accuracy_ci95"),
+                                 ("age_mae", "age mean absolute error (years)", "age_mae_ci95")):
+        low, high = test[interval]
+        rows.append(f"| {label} | {test[key]:.3f} | {low:.3f} to {high:.3f} |")
+    rows.append(f"| gender balanced accuracy | {test['gender_balanced_accuracy']:.3f} | |")
+    rows.append(f"| race balanced accuracy | {test['race_balanced_accuracy']:.3f} | |")
+    return rows
+
+
+def group_rows(by_group: list[dict]) -> list[str]:
+    """The per race x gender table as Markdown rows."""
+    rows = ["| group | n | gender accuracy (95% interval) | race accuracy (95% interval) | age MAE |",
+            "| --- | ---: | --- | --- | ---: |"]
+    for group in by_group:
+        rows.append(f"| {group_name(group)} | {group['n']} | {group['gender_accuracy']:.2f} "
+                    f"({group['gender_ci_low']:.2f} to {group['gender_ci_high']:.2f}) | {group['race_accuracy']:.2f} "
+                    f"({group['race_ci_low']:.2f} to {group['race_ci_high']:.2f}) | {group['age_mae']:.1f} |")
+    return rows
+
+
+def gap_lines(by_group: list[dict]) -> list[str]:
+    """One sentence per head: the best and worst group and the gap, said to be chance when the intervals overlap."""
+    lines = []
+    for metric, label, interval in HEAD_METRICS:
+        gap = largest_gap(by_group, metric, interval)
+        if gap is None:
+            lines.append(f"- {label}: fewer than two groups have {MIN_RANKED_GROUP} test images; no gap is ranked.")
+            continue
+        verdict = ("their 95% intervals overlap: this test split may not separate them"
+                   if gap["overlap"] else "their 95% intervals do not overlap")
+        lines.append(f"- {label}: {group_name(gap['best'])} {gap['best'][metric]:.2f} against "
+                     f"{group_name(gap['worst'])} {gap['worst'][metric]:.2f}, a gap of {gap['gap']:.2f}; {verdict}.")
+    ages = [group for group in by_group if group["n"] >= MIN_RANKED_GROUP]
+    if len(ages) >= 2:
+        best, worst = min(ages, key=lambda g: g["age_mae"]), max(ages, key=lambda g: g["age_mae"])
+        lines.append(f"- age error: {group_name(best)} {best['age_mae']:.1f} years against {group_name(worst)} "
+                     f"{worst['age_mae']:.1f} years.")
+    return lines
+
+
+def model_card(config: dict, metrics: dict, run_name: str) -> str:
+    """The model card of one run, in Markdown."""
+    synthetic = bool(metrics.get("synthetic", config.get("synthetic")))
+    test = metrics["test"]
+    data_line = (f"**The synthetic sample** (`{metrics['data']}`): cartoon faces that faceattr draws from "
+                 "labels it chose, named in UTKFace's format. It exists so the lessons run anywhere. **Nothing in this card "
+                 "says anything about real faces.**" if synthetic else
+                 f"A UTKFace-format folder, `{metrics['data']}`: face crops whose age, gender and race were "
+                 "annotated by other people from the photo (apparent, not self-reported).")
+    settings = ", ".join(f"{key} {config[key]}" for key in ("arch", "image_size", "num_epochs", "batch_size",
+                                                             "loss_balance", "seed") if key in config)
+    lines = [
+        f"# Model card: {run_name}",
+        "",
+        f"Generated by faceattr {__version__} from this run's `config.json` and `metrics.json`"
+        + (" — **trained on the synthetic sample**." if synthetic else "."),
+        "",
+        "## Model",
+        f"A Keras CNN with a shared trunk and three heads (age in years, gender, race): {settings}.",
+        "",
+        "## Intended use",
+        "Teaching: how one network learns several tasks at once, and how to measure it honestly, in the faceattr",
+        "notebooks.",
+        "",
+        "## Out of scope",
+        "Identifying anyone; surveillance; any decision about a person (access, hiring, policing, services);",
+        "inferring how a person identifies. The labels are coarse categories (two genders, five races) that do",
+        "not describe everyone.",
+        "",
+        "## Training data",
+        data_line,
+        "",
+        f"## Test metrics (the whole test split, n = {test['n']})",
+        *metrics_table(test),
+        "",
+        "## By race x gender group",
+        *group_rows(metrics["by_group"]),
+        "",
+        f"## Largest gaps (groups of {MIN_RANKED_GROUP} test images or more)",
+        *gap_lines(metrics["by_group"]),
+        "",
+        "## Limitations",
+        "- The labels are annotated, apparent and coarse; the model learns the annotators' judgements.",
+        "- The test split comes from the same collection as the training data. Photos from elsewhere (other",
+        "  cameras, light, ages, people) differ, and these numbers do not carry over to them (notebook 06).",
+        "- Small groups have wide intervals: read the intervals before the point estimates.",
+    ]
+    return "\n".join(lines) + "\n"

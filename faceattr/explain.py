@@ -1,0 +1,76 @@
+"""What each head looks at: Grad-CAM (Selvaraju et al., 2017) and occlusion sensitivity, for every head at once.
+
+Notebook 08 writes the Grad-CAM gradient tape out in its cells (it is the lesson) and checks it against
+`grad_cam` here; `faceattr explain` uses these helpers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from faceattr import import_tensorflow
+
+tf = import_tensorflow()
+import keras  # noqa: E402
+
+from faceattr.errors import SettingsError  # noqa: E402
+
+HEADS = ("age", "gender", "race")
+
+
+SKIPPED_LAYERS = (keras.layers.InputLayer, keras.layers.MaxPooling2D, keras.layers.AveragePooling2D,
+                  keras.layers.Rescaling, keras.layers.Dropout)
+
+
+def last_conv_layer(model: keras.Model) -> str:
+    """The name of the last top-level layer that computes image-shaped features (a convolution, its activation,
+    or a nested backbone; not a pooling or rescaling layer): where Grad-CAM looks."""
+    for layer in reversed(model.layers):
+        if len(layer.output.shape) == 4 and not isinstance(layer, SKIPPED_LAYERS):
+            return layer.name
+    raise SettingsError(f"model {model.name!r} pools its features inside a nested backbone, so Grad-CAM cannot "
+                        "reach them; explain a run of the default, batchnorm or original architecture.")
+
+
+def head_score(outputs: dict, head: str) -> tf.Tensor:
+    """One number per image that the head is 'about': predicted age in years, or the predicted class's
+    probability."""
+    if head == "age":
+        return tf.reshape(outputs["age"], [-1])
+    probabilities = outputs[head]
+    return tf.reduce_max(probabilities, axis=-1)
+
+
+def grad_cam(model: keras.Model, images: np.ndarray, head: str, layer_name: str | None = None) -> np.ndarray:
+    """Grad-CAM maps, one per image, in 0..1 at the conv layer's resolution: ReLU of the feature maps weighted
+    by the head score's mean gradient over each map."""
+    layer = model.get_layer(layer_name or last_conv_layer(model))
+    probe = keras.Model(model.inputs, [layer.output, model.output])
+    with tf.GradientTape() as tape:
+        features, outputs = probe(tf.convert_to_tensor(images, tf.float32), training=False)
+        score = head_score(outputs, head)
+    gradients = tape.gradient(score, features)
+    weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
+    maps = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1)).numpy()
+    peak = maps.reshape(len(maps), -1).max(axis=1).reshape(-1, 1, 1)
+    return np.divide(maps, peak, out=np.zeros_like(maps), where=peak > 0)
+
+
+def occlusion(model: keras.Model, image: np.ndarray, head: str, patch: int = 8, stride: int = 4,
+              fill: float = 128.0) -> np.ndarray:
+    """Occlusion sensitivity: slide a grey patch over the image and record how much the head's score falls
+    (for age: how far the predicted age moves, in years). One map at the stride's resolution."""
+    size = image.shape[0]
+    corners = list(range(0, size - patch + 1, stride))
+    batch = np.repeat(image[None].astype("float32"), 1 + len(corners) ** 2, axis=0)  # first: the image as it is
+    for index, (top, left) in enumerate(((top, left) for top in corners for left in corners), start=1):
+        batch[index, top:top + patch, left:left + patch] = fill
+    scores = head_score(model.predict(batch, verbose=0, batch_size=len(batch)), head).numpy()
+    base, scores = scores[0], scores[1:]
+    change = np.abs(scores - base) if head == "age" else base - scores
+    return change.reshape(len(corners), len(corners))
+
+
+def upsample(heatmap: np.ndarray, size: int) -> np.ndarray:
+    """A heat map resized (bilinear) to the image's size, for drawing over it."""
+    return tf.image.resize(heatmap[..., None], (size, size)).numpy()[..., 0]
