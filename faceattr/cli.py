@@ -157,6 +157,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
     data = str(resolve_data_dir(args.data)) if args.data else None
     print(format_metrics(evaluate_run(args.run_dir, data)))
     print(f"wrote {run.metrics}, {run.predictions.name} and {run.model_card.name}")
+    return 0
 
 
 def command_card(args: argparse.Namespace) -> int:
@@ -165,7 +166,6 @@ def command_card(args: argparse.Namespace) -> int:
     config, metrics = run.read_config(), run.read_metrics()
     run.check_idle()
     print(run.write_model_card(config, metrics).read_text(), end="")
-    return 0
     return 0
 
 

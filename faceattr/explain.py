@@ -26,7 +26,8 @@ def last_conv_layer(model: keras.Model) -> str:
     """The name of the last top-level layer that computes image-shaped features (a convolution, its activation,
     or a nested backbone; not a pooling or rescaling layer): where Grad-CAM looks."""
     for layer in reversed(model.layers):
-        if len(layer.output.shape) == 4 and not isinstance(layer, SKIPPED_LAYERS):
+        shape = getattr(layer.output, "shape", ())  # a layer with several outputs is never the feature map
+        if len(shape) == 4 and not isinstance(layer, SKIPPED_LAYERS):
             return layer.name
     raise SettingsError(f"model {model.name!r} pools its features inside a nested backbone, so Grad-CAM cannot "
                         "reach them; explain a run of the default, batchnorm or original architecture.")
@@ -45,7 +46,7 @@ def grad_cam(model: keras.Model, images: np.ndarray, head: str, layer_name: str 
     """Grad-CAM maps, one per image, in 0..1 at the conv layer's resolution: ReLU of the feature maps weighted
     by the head score's mean gradient over each map."""
     layer = model.get_layer(layer_name or last_conv_layer(model))
-    probe = keras.Model(model.inputs, [layer.output, model.output])
+    probe = keras.Model(model.inputs[0], [layer.output, model.output])
     with tf.GradientTape() as tape:
         features, outputs = probe(tf.convert_to_tensor(images, tf.float32), training=False)
         score = head_score(outputs, head)

@@ -12,7 +12,7 @@ from faceattr.notebook import lesson_notebooks, notebook_parameters
 
 def test_every_notebook_has_one_literal_parameters_cell_and_the_lesson_parts():
     notebooks = lesson_notebooks()
-    assert [path.name[:2] for path in notebooks] == ["01", "02", "03", "04", "05", "06", "07"]
+    assert [path.name[:2] for path in notebooks] == ["01", "02", "03", "04", "05", "06", "07", "08"]
     for path in notebooks:
         assert "seed" in notebook_parameters(path), path.name
         notebook = nbformat.read(path, as_version=4)
@@ -20,7 +20,8 @@ def test_every_notebook_has_one_literal_parameters_cell_and_the_lesson_parts():
         assert text.startswith("# "), path.name
         for part in ("You will learn", "## Summary", "## Exercises"):
             assert part in text, f"{path.name} lacks {part}"
-    for name in ("01_parse_data.ipynb", "05_evaluate.ipynb", "06_faces_in_the_wild.ipynb"):
+    for name in ("01_parse_data.ipynb", "05_evaluate.ipynb", "06_faces_in_the_wild.ipynb",
+                 "08_what_the_model_sees.ipynb"):
         assert "Responsible use" in (notebooks[0].parent / name).read_text()
 
 
@@ -57,10 +58,10 @@ def test_sequence_chains_with_non_default_parameters(sample_dir, tmp_path, capsy
                  "-p", "num_epochs", "2", "-p", "experiment_epochs", "1", "-p", "trunk_filters", "[8, 16, 32]",
                  "-p", "architectures", '["default", "batchnorm"]', "-p", "batch_size", "32",
                  "-p", "loss_balances", '["fixed", "uncertainty"]', "-p", "loss_balance", "uncertainty",
-                 "-p", "probe_epochs", "1"])
+                 "-p", "probe_epochs", "1", "-p", "shortcut_image_size", "32", "-p", "shortcut_epochs", "1"])
     assert code == 0
     output = capsys.readouterr().out
-    assert "SYNTHETIC" in output and "07_experiments.ipynb" in output
+    assert "SYNTHETIC" in output and "08_what_the_model_sees.ipynb" in output
     for path in lesson_notebooks():
         assert (run_dir / "notebooks" / path.name).is_file()
     with Image.open(run_dir / "figures" / "prediction_grid.png") as grid:
