@@ -220,12 +220,12 @@ def command_explain(args: argparse.Namespace) -> int:
     import matplotlib.pyplot as plt
 
     from faceattr.detect import SYNTHETIC_NOTE, PhotoError, crops_to_batch, load_photo, predict_faces
-    from faceattr.explain import HEADS, grad_cam, last_conv_layer, upsample
+    from faceattr.explain import HEADS, check_layer, grad_cam, last_conv_layer, upsample
     from faceattr.plots import heatmap_row
 
     run = RunFolder(args.model)
     model, provenance = run.load_model(), run.provenance()
-    layer = last_conv_layer(model)
+    layer = check_layer(model, args.layer) if args.layer else last_conv_layer(model)
     out = Path(args.out)
     done = 0
     for photo_path in args.photos:
@@ -310,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--model", required=True, metavar="RUN_DIR", help="a run folder holding model.keras")
     explain.add_argument("photos", nargs="+", metavar="PHOTO")
     explain.add_argument("--out", required=True, metavar="OUT_DIR", help="write one PNG per face here")
+    explain.add_argument("--layer", default=None, help="the convolution to explain (default: the last one)")
     explain.add_argument("--min-face-size", type=int, default=20, help="smallest face to detect, in pixels")
     explain.add_argument("--min-confidence", type=float, default=None,
                          help="detection confidence floor (default: the measured one, see README)")

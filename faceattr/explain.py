@@ -25,12 +25,26 @@ SKIPPED_LAYERS = (keras.layers.InputLayer, keras.layers.MaxPooling2D, keras.laye
 def last_conv_layer(model: keras.Model) -> str:
     """The name of the last top-level layer that computes image-shaped features (a convolution, its activation,
     or a nested backbone; not a pooling or rescaling layer): where Grad-CAM looks."""
-    for layer in reversed(model.layers):
-        shape = getattr(layer.output, "shape", ())  # a layer with several outputs is never the feature map
-        if len(shape) == 4 and not isinstance(layer, SKIPPED_LAYERS):
-            return layer.name
+    choices = conv_layers(model)  # a layer with several outputs is never the feature map
+    if choices:
+        return choices[-1]
     raise SettingsError(f"model {model.name!r} pools its features inside a nested backbone, so Grad-CAM cannot "
                         "reach them; explain a run of the default, batchnorm or original architecture.")
+
+
+def conv_layers(model: keras.Model) -> list[str]:
+    """The top-level layers with image-shaped features, first to last: the layers Grad-CAM can look at."""
+    return [layer.name for layer in model.layers
+            if len(getattr(layer.output, "shape", ())) == 4 and not isinstance(layer, SKIPPED_LAYERS)]
+
+
+def check_layer(model: keras.Model, layer_name: str) -> str:
+    """`layer_name` if Grad-CAM can use it; otherwise a one-line error naming the layers it can."""
+    choices = conv_layers(model)
+    if layer_name not in choices:
+        raise SettingsError(f"layer {layer_name!r} is not a convolutional layer of model {model.name!r}; "
+                            f"choose one of: {', '.join(choices)}.")
+    return layer_name
 
 
 def head_score(outputs: dict, head: str) -> tf.Tensor:
@@ -45,7 +59,7 @@ def head_score(outputs: dict, head: str) -> tf.Tensor:
 def grad_cam(model: keras.Model, images: np.ndarray, head: str, layer_name: str | None = None) -> np.ndarray:
     """Grad-CAM maps, one per image, in 0..1 at the conv layer's resolution: ReLU of the feature maps weighted
     by the head score's mean gradient over each map."""
-    layer = model.get_layer(layer_name or last_conv_layer(model))
+    layer = model.get_layer(check_layer(model, layer_name) if layer_name else last_conv_layer(model))
     probe = keras.Model(model.inputs[0], [layer.output, model.output])
     with tf.GradientTape() as tape:
         features, outputs = probe(tf.convert_to_tensor(images, tf.float32), training=False)

@@ -61,6 +61,17 @@ def test_grad_cam_looks_at_the_last_convolution_not_a_pooling_layer():
         last_conv_layer(dense_only)
 
 
+def test_an_unknown_layer_is_one_line_naming_the_convolutions(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    build_model(image_size=32, trunk_filters=(8, 16)).save(run / "model.keras")
+    code = main(["explain", "--model", str(run), HOPPER, "--out", str(tmp_path / "maps"), "--layer", "conv9"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "'conv9' is not a convolutional layer" in err and "conv1, relu1, conv2, relu2" in err
+    assert main(["explain", "--model", str(run), HOPPER, "--out", str(tmp_path / "maps"), "--layer", "conv1"]) == 0
+
+
 def test_explain_writes_one_figure_per_face_and_goes_on_after_a_bad_photo(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
@@ -79,3 +90,28 @@ def test_explain_writes_one_figure_per_face_and_goes_on_after_a_bad_photo(tmp_pa
     assert [path.name for path in written] == ["pair_face1_gradcam.png", "pair_face2_gradcam.png"]
     assert captured.out.split() == [str(path) for path in written]
     assert Image.open(written[0]).size[0] > Image.open(written[0]).size[1]  # face + three heads, side by side
+
+
+@pytest.mark.trains
+def test_a_planted_corner_shortcut_shows_in_the_race_heat_map(sample_dir):
+    """Notebook 08's experiment, small: a red corner on every image of one race; the heat map must find it."""
+    from faceattr.data import scan, split_frame
+    from faceattr.defaults import resolve_recipe
+    from faceattr.explain import upsample
+    from faceattr.pipeline import make_dataset
+    from faceattr.train import build_compiled
+
+    size, cue, square = 32, 2, 4
+    frame = split_frame(scan(sample_dir).frame, seed=0)
+    batches = list(make_dataset(frame, size, batch_size=512, cache=False))
+    images = np.concatenate([x.numpy() for x, _ in batches])
+    labels = {head: np.concatenate([y[head].numpy() for _, y in batches]) for head in ("age", "gender", "race")}
+    images[labels["race"] == cue, :square, :square] = (255, 0, 0)
+    keras.utils.set_random_seed(0)
+    model = build_compiled(resolve_recipe("default", size), frame, float(frame["age"].max()))
+    model.fit(images, labels, epochs=8, batch_size=16, shuffle=True, verbose=0)
+    marked = images[labels["race"] == cue][:16]
+    assert (model.predict(marked, verbose=0)["race"].argmax(axis=1) == cue).mean() > 0.9
+    maps = np.stack([upsample(m, size) for m in grad_cam(model, marked, "race")])
+    corner_share = maps[:, :2 * square, :2 * square].sum() / maps.sum()
+    assert corner_share > 3 * (2 * square / size) ** 2  # three times the corner's share of the image
