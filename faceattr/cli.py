@@ -11,7 +11,8 @@ import traceback
 from pathlib import Path
 
 from faceattr.data import resolve_data_dir, scan, split_frame
-from faceattr.defaults import AGE_HEADS, ARCH_NAMES, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_SEED, LOSS_BALANCES
+from faceattr.defaults import (AGE_HEADS, ARCH_NAMES, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_SEED, GROUP_BALANCES,
+                               LOSS_BALANCES)
 from faceattr.errors import FaceattrError, SettingsError
 from faceattr.files import atomic_write
 from faceattr.runs import RunFolder
@@ -132,7 +133,8 @@ def command_train(args: argparse.Namespace) -> int:
     from faceattr.defaults import check_settings, parse_loss_weights, resolve_recipe
 
     # every setting is checked before TensorFlow is imported
-    check_settings(args.arch, args.epochs, args.image_size, args.batch_size, args.loss_balance, args.age_head)
+    check_settings(args.arch, args.epochs, args.image_size, args.batch_size, args.loss_balance, args.age_head,
+                   args.balance)
     loss_weights = parse_loss_weights(args.loss_weights) if args.loss_weights else None
     resolve_recipe(args.arch, args.image_size, args.age_head, args.loss_balance, loss_weights)
     from faceattr.train import train_run
@@ -140,7 +142,7 @@ def command_train(args: argparse.Namespace) -> int:
     metrics = train_run(resolve_data_dir(args.data), args.out, arch=args.arch, num_epochs=args.epochs,
                         batch_size=args.batch_size, image_size=args.image_size, seed=args.seed,
                         overwrite=args.overwrite, augment=args.augment, age_head=args.age_head,
-                        loss_balance=args.loss_balance, loss_weights=loss_weights)
+                        loss_balance=args.loss_balance, loss_weights=loss_weights, balance=args.balance)
     print(format_metrics(metrics))
     run = RunFolder(args.out)
     written = (run.model, run.history, run.metrics, run.config, run.predictions, run.model_card)
@@ -296,6 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: the architecture's own)")
     train.add_argument("--loss-weights", metavar="W", default=None,
                        help='fixed weights for --loss-balance fixed, e.g. "age=2,gender=1,race=1.5"')
+    train.add_argument("--balance", default="none",
+                       help=f"mitigation across race x gender groups: {', '.join(GROUP_BALANCES)} (default none): "
+                            "'sample' draws every batch evenly from the groups, 'weight' weights each image's loss "
+                            "by the inverse of its group's share")
     train.add_argument("--seed", type=int, default=DEFAULT_SEED)
     train.add_argument("--augment", action="store_true", help="flip/brightness/contrast augmentation")
     train.add_argument("--overwrite", action="store_true", help="replace a run already in --out")

@@ -17,6 +17,9 @@ MAX_IMAGE_SIZE = 512  # a 512 px batch of 64 already needs several GB; larger si
 AGE_HEADS: tuple[str, ...] = ("linear", "sigmoid", "expectation")
 AGE_LOSSES: tuple[str, ...] = ("huber", "mae", "mse")
 LOSS_BALANCES: tuple[str, ...] = ("fixed", "normalised", "uncertainty")
+# Mitigation across race x gender groups: none; "sample", each training batch drawn evenly from every group;
+# "weight", each image's loss weighted by the inverse of its group's share of the training split.
+GROUP_BALANCES: tuple[str, ...] = ("none", "sample", "weight")
 REPORT_LOSS_WEIGHTS = {"age": 2.0, "gender": 1.0, "race": 1.5}
 EQUAL_LOSS_WEIGHTS = {head: 1.0 for head in HEAD_NAMES}
 
@@ -99,9 +102,10 @@ def check_image_size(image_size: int) -> int:
 
 
 def check_settings(arch: str, num_epochs: int, image_size: int | None, batch_size: int,
-                   loss_balance: str | None = None, age_head: str | None = None) -> None:
+                   loss_balance: str | None = None, age_head: str | None = None, balance: str = "none") -> None:
     """Reject bad training settings before any work starts."""
     check_choice("arch", arch, ARCH_NAMES)
+    check_choice("balance", balance, GROUP_BALANCES)
     if loss_balance is not None:
         check_choice("loss balance", loss_balance, LOSS_BALANCES)
     if age_head is not None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from faceattr import import_tensorflow
-from faceattr.defaults import DEFAULT_SEED
+from faceattr.defaults import DEFAULT_SEED, GROUP_BALANCES, check_choice
 
 tf = import_tensorflow()
 from keras import layers  # noqa: E402  (after the quiet TensorFlow import)
@@ -43,34 +44,71 @@ def augmenter(seed: int) -> tf.keras.Sequential:
     ], name="augment")
 
 
-def make_dataset(frame: pd.DataFrame, image_size: int, batch_size: int, shuffle: bool = False,
-                 augment: bool = False, seed: int = DEFAULT_SEED, cache: bool | str = True,
-                 with_labels: bool = True) -> tf.data.Dataset:
-    """Build batches of (float32 pixels in 0..255, {head: target}) from a scan/split frame."""
-    paths = tf.data.Dataset.from_tensor_slices(frame["path"].to_numpy(str))
-    images = paths.map(lambda path: decode_image(path, image_size), num_parallel_calls=AUTOTUNE)
-    dataset = tf.data.Dataset.zip(images, tf.data.Dataset.from_tensor_slices(labels_of(frame))) \
-        if with_labels else images
-    if cache:
-        dataset = dataset.cache("" if cache is True else str(cache))  # uint8: 4x smaller than float32
-    if shuffle:
-        dataset = dataset.shuffle(len(frame), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
-    to_float = (lambda images, targets: (tf.cast(images, tf.float32), targets)) if with_labels \
-        else (lambda images: tf.cast(images, tf.float32))
-    dataset = dataset.map(to_float, num_parallel_calls=AUTOTUNE)
+GROUP_COLUMNS = ["race", "gender"]
+
+
+def group_weights(frame: pd.DataFrame) -> np.ndarray:
+    """Each image's weight: the inverse of its race x gender group's share of `frame`, scaled to a mean of 1."""
+    counts = frame.groupby(GROUP_COLUMNS)["race"].transform("size").to_numpy("float64")
+    weights = 1.0 / counts
+    return (weights * len(frame) / weights.sum()).astype("float32")
+
+
+def balanced_dataset(frame: pd.DataFrame, image_size: int, batch_size: int, seed: int = DEFAULT_SEED,
+                     augment: bool = False) -> tf.data.Dataset:
+    """Training batches drawn evenly from every race x gender group (rarer groups' images repeat), one epoch
+    being as many images as `frame` holds."""
+    groups = [part for _, part in frame.groupby(GROUP_COLUMNS)]
+    streams = [tf.data.Dataset.zip(tf.data.Dataset.from_tensor_slices(part["path"].to_numpy(str))
+                                   .map(lambda path: decode_image(path, image_size), num_parallel_calls=AUTOTUNE),
+                                   tf.data.Dataset.from_tensor_slices(labels_of(part)))
+               .cache().shuffle(len(part), seed=seed).repeat() for part in groups]
+    mixed = tf.data.Dataset.sample_from_datasets(streams, weights=[1 / len(groups)] * len(groups), seed=seed)
+    return finish(mixed.take(len(frame)), batch_size, augment, seed)
+
+
+def finish(dataset: tf.data.Dataset, batch_size: int, augment: bool, seed: int) -> tf.data.Dataset:
+    """Batch (image, targets[, weight]) elements, cast the pixels to float32, augment if asked, prefetch."""
+    dataset = dataset.batch(batch_size).map(lambda images, *rest: (tf.cast(images, tf.float32), *rest),
+                                            num_parallel_calls=AUTOTUNE)
     if augment:
         augment_layers = augmenter(seed)
-        dataset = dataset.map(lambda images, targets: (augment_layers(images, training=True), targets),
+        dataset = dataset.map(lambda images, *rest: (augment_layers(images, training=True), *rest),
                               num_parallel_calls=AUTOTUNE)
     return dataset.prefetch(AUTOTUNE)
 
 
+def make_dataset(frame: pd.DataFrame, image_size: int, batch_size: int, shuffle: bool = False,
+                 augment: bool = False, seed: int = DEFAULT_SEED, cache: bool | str = True,
+                 with_labels: bool = True, weighted: bool = False) -> tf.data.Dataset:
+    """Build batches of (float32 pixels in 0..255, {head: target}) from a scan/split frame; with `weighted`, a
+    third element holds each image's `group_weights`."""
+    paths = tf.data.Dataset.from_tensor_slices(frame["path"].to_numpy(str))
+    images = paths.map(lambda path: decode_image(path, image_size), num_parallel_calls=AUTOTUNE)
+    if not with_labels:
+        dataset = images.cache("" if cache is True else str(cache)) if cache else images
+        return dataset.batch(batch_size).map(lambda pixels: tf.cast(pixels, tf.float32),
+                                             num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    parts = (images, tf.data.Dataset.from_tensor_slices(labels_of(frame)))
+    if weighted:
+        parts += (tf.data.Dataset.from_tensor_slices(group_weights(frame)),)
+    dataset = tf.data.Dataset.zip(*parts)
+    if cache:
+        dataset = dataset.cache("" if cache is True else str(cache))  # uint8: 4x smaller than float32
+    if shuffle:
+        dataset = dataset.shuffle(len(frame), seed=seed, reshuffle_each_iteration=True)
+    return finish(dataset, batch_size, augment, seed)
+
+
 def split_datasets(split: pd.DataFrame, image_size: int, batch_size: int, seed: int = DEFAULT_SEED,
-                   augment: bool = False) -> dict[str, tf.data.Dataset]:
-    """Train (shuffled), validation and test datasets from a frame with a `split` column."""
-    return {
-        name: make_dataset(split[split["split"] == name], image_size, batch_size,
-                           shuffle=name == "train", augment=augment and name == "train", seed=seed)
-        for name in ("train", "validation", "test")
-    }
+                   augment: bool = False, balance: str = "none") -> dict[str, tf.data.Dataset]:
+    """Train (shuffled; group-balanced by `balance`, see faceattr.defaults.GROUP_BALANCES), validation and test
+    datasets from a frame with a `split` column."""
+    check_choice("balance", balance, GROUP_BALANCES)
+    train = split[split["split"] == "train"]
+    datasets = {"train": balanced_dataset(train, image_size, batch_size, seed, augment) if balance == "sample" else
+                make_dataset(train, image_size, batch_size, shuffle=True, augment=augment, seed=seed,
+                             weighted=balance == "weight")}
+    for name in ("validation", "test"):
+        datasets[name] = make_dataset(split[split["split"] == name], image_size, batch_size, seed=seed)
+    return datasets

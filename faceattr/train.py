@@ -174,12 +174,13 @@ def train_run(data: str | Path, run_dir: str | Path, arch: str = "default", num_
               overwrite: bool = False,
               learning_rate: float = 1e-3, patience: int = 5, augment: bool = False, progress: str = "lines",
               age_head: str | None = None, loss_balance: str | None = None,
-              loss_weights: dict[str, float] | None = None) -> dict:
-    """Scan, split, train and evaluate one architecture; write everything into RUN_DIR (holding its lock)."""
+              loss_weights: dict[str, float] | None = None, balance: str = "none") -> dict:
+    """Scan, split, train and evaluate one architecture; write everything into RUN_DIR (holding its lock).
+    `balance` is the mitigation across race x gender groups (faceattr.defaults.GROUP_BALANCES)."""
     from faceattr.data import is_sample, scan, split_frame
     from faceattr.pipeline import split_datasets
 
-    check_settings(arch, num_epochs, image_size, batch_size, loss_balance, age_head)
+    check_settings(arch, num_epochs, image_size, batch_size, loss_balance, age_head, balance)
     recipe = resolve_recipe(arch, image_size, age_head, loss_balance, loss_weights)
     result = scan(data)
     split = split_frame(result.frame, seed=seed)
@@ -190,7 +191,7 @@ def train_run(data: str | Path, run_dir: str | Path, arch: str = "default", num_
         reference_errors = trivial_errors(train)
         config = run.write_run_config(
             result.root, is_sample(result.root), **recipe, num_epochs=num_epochs, batch_size=batch_size, seed=seed,
-            learning_rate=learning_rate, patience=patience, augment=augment, age_scale=age_scale,
+            learning_rate=learning_rate, patience=patience, augment=augment, balance=balance, age_scale=age_scale,
             trivial_losses=trivial_losses(train, recipe["age_loss"], age_scale), trivial_errors=reference_errors,
             monitor={"name": SCORE, "definition": SCORE_DEFINITION},
             split_counts=split["split"].value_counts().to_dict())
@@ -198,7 +199,7 @@ def train_run(data: str | Path, run_dir: str | Path, arch: str = "default", num_
         use_mixed_precision_on_gpu()
         with device_strategy().scope():
             model = build_compiled(recipe, train, age_scale, learning_rate)
-        datasets = split_datasets(split, recipe["image_size"], batch_size, seed, augment)
+        datasets = split_datasets(split, recipe["image_size"], batch_size, seed, augment, balance)
         started = time.perf_counter()
         history = fit(model, datasets["train"], datasets["validation"], num_epochs, run.root, reference_errors,
                       patience, progress)
