@@ -73,16 +73,22 @@ def grad_cam(model: keras.Model, images: np.ndarray, head: str, layer_name: str 
 
 def occlusion(model: keras.Model, image: np.ndarray, head: str, patch: int = 8, stride: int = 4,
               fill: float = 128.0) -> np.ndarray:
-    """Occlusion sensitivity: slide a grey patch over the image and record how much the head's score falls
-    (for age: how far the predicted age moves, in years). One map at the stride's resolution."""
-    size = image.shape[0]
+    """Occlusion sensitivity: slide a grey patch over the image and record how much the probability of the class
+    the head predicts for the whole image falls (for age: how far the predicted age moves, in years). One map at
+    the stride's resolution."""
+    size, stride = image.shape[0], max(1, stride)
     corners = list(range(0, size - patch + 1, stride))
     batch = np.repeat(image[None].astype("float32"), 1 + len(corners) ** 2, axis=0)  # first: the image as it is
     for index, (top, left) in enumerate(((top, left) for top in corners for left in corners), start=1):
         batch[index, top:top + patch, left:left + patch] = fill
-    scores = head_score(model.predict(batch, verbose=0, batch_size=len(batch)), head).numpy()
-    base, scores = scores[0], scores[1:]
-    change = np.abs(scores - base) if head == "age" else base - scores
+    outputs = model.predict(batch, verbose=0, batch_size=len(batch))
+    if head == "age":
+        ages = np.asarray(outputs["age"]).reshape(-1)
+        change = np.abs(ages[1:] - ages[0])
+    else:
+        probabilities = np.asarray(outputs[head])
+        predicted = probabilities[0].argmax()  # the class predicted for the whole face, followed in every copy
+        change = probabilities[0, predicted] - probabilities[1:, predicted]
     return change.reshape(len(corners), len(corners))
 
 

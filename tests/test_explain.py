@@ -54,6 +54,21 @@ def test_occlusion_finds_the_only_region_a_head_reads():
     assert np.all(change[:, 2:] < 1e-4) and np.all(change[:, :2] > 1e-3)
 
 
+def test_occlusion_follows_the_class_predicted_for_the_whole_face():
+    """A patch that flips the answer must count as a large drop, not as 'still sure of something'."""
+    inputs = keras.Input((8, 8, 3))
+    red = layers.GlobalAveragePooling2D()(layers.Lambda(lambda tensor: tensor[..., :1])(inputs))
+    logits = layers.Dense(2, name="gender_logits", kernel_initializer=keras.initializers.Constant([[1.0, -1.0]]),
+                          bias_initializer=keras.initializers.Constant([-32.0, 32.0]))(red)
+    outputs = {"age": layers.Dense(1, name="age")(red), "gender": layers.Softmax(name="gender")(logits),
+               "race": layers.Dense(5, activation="softmax", name="race")(red)}
+    model = keras.Model(inputs, outputs)
+    image = np.zeros((8, 8, 3), "float32")
+    image[:4, :4, 0] = 255  # mean red 64 > 32: class 0, sure; covering that corner flips it, just as sure, to 1
+    change = occlusion(model, image, "gender", patch=4, stride=4, fill=0.0)
+    assert change[0, 0] > 0.99 and np.abs(change.ravel()[1:]).max() < 1e-6
+
+
 def test_grad_cam_looks_at_the_last_convolution_not_a_pooling_layer():
     assert last_conv_layer(build_model(image_size=32, trunk_filters=(8, 16))) == "relu2"
     dense_only = keras.Model(inputs := keras.Input((4,)), layers.Dense(1)(inputs))
