@@ -8,6 +8,7 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 from faceattr.data import resolve_data_dir, scan, split_frame
@@ -171,25 +172,34 @@ def command_card(args: argparse.Namespace) -> int:
     return 0
 
 
+def faces_in_photos(command: str, model, args: argparse.Namespace) -> Iterator[tuple[str, object, list[dict]]]:
+    """Each readable photo of `args.photos` with the faces found and predicted in it; an unreadable photo, or one
+    with no face, gets one line on stderr (the first is skipped, the second still yielded)."""
+    from faceattr.detect import PhotoError, load_photo, predict_faces
+
+    for photo_path in args.photos:
+        try:
+            photo = load_photo(photo_path)
+        except PhotoError as error:
+            print(f"faceattr {command}: error: {error}", file=sys.stderr)
+            continue
+        faces = predict_faces(model, photo, args.min_face_size, args.min_confidence)
+        if not faces:
+            print(f"faceattr {command}: {photo_path}: no face found", file=sys.stderr)
+        yield photo_path, photo, faces
+
+
 def command_predict(args: argparse.Namespace) -> int:
     """Detect every face in each photo and predict age, gender and race; a bad photo, or one whose annotated copy
     cannot be written, is reported and the rest go on. Exit status 1 only when no photo was done."""
-    from faceattr.detect import SYNTHETIC_NOTE, PhotoError, annotate, json_record, load_photo, predict_faces
+    from faceattr.detect import SYNTHETIC_NOTE, annotate, json_record
 
     run = RunFolder(args.model)
     model, provenance = run.load_model(), run.provenance()
     if provenance["synthetic"]:
         print(f"faceattr predict: note: {SYNTHETIC_NOTE}.", file=sys.stderr)
     done = 0
-    for photo_path in args.photos:
-        try:
-            photo = load_photo(photo_path)
-        except PhotoError as error:
-            print(f"faceattr predict: error: {error}", file=sys.stderr)
-            continue
-        faces = predict_faces(model, photo, args.min_face_size, args.min_confidence)
-        if not faces:
-            print(f"faceattr predict: {photo_path}: no face found", file=sys.stderr)
+    for photo_path, photo, faces in faces_in_photos("predict", model, args):
         if args.json:
             print(json.dumps(json_record(photo_path, faces, provenance)))
         else:
@@ -221,7 +231,7 @@ def command_explain(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from faceattr.detect import SYNTHETIC_NOTE, PhotoError, crops_to_batch, load_photo, predict_faces
+    from faceattr.detect import SYNTHETIC_NOTE, crops_to_batch
     from faceattr.explain import HEADS, check_layer, grad_cam, last_conv_layer, upsample
     from faceattr.plots import heatmap_row
 
@@ -230,15 +240,7 @@ def command_explain(args: argparse.Namespace) -> int:
     layer = check_layer(model, args.layer) if args.layer else last_conv_layer(model)
     out = Path(args.out)
     done = 0
-    for photo_path in args.photos:
-        try:
-            photo = load_photo(photo_path)
-        except PhotoError as error:
-            print(f"faceattr explain: error: {error}", file=sys.stderr)
-            continue
-        faces = predict_faces(model, photo, args.min_face_size, args.min_confidence)
-        if not faces:
-            print(f"faceattr explain: {photo_path}: no face found", file=sys.stderr)
+    for photo_path, _, faces in faces_in_photos("explain", model, args):
         written = []
         for index, face in enumerate(faces, start=1):
             batch = crops_to_batch([face["crop"]], model.input_shape[1])
