@@ -26,11 +26,11 @@ COARSE_PAD = 0.15          # ... inside a grey border of this share of its side,
 FINE_SIDE = 2000           # the second pass, for faces too small for the first, sees it up to this large (or whole)
 FINE_FACES_BELOW = 48      # ... and keeps only faces under this many first-pass pixels (the first pass owns the rest)
 MERGE_OVERLAP = 0.5        # two boxes are one face when either covers this share of the smaller one
-# Chosen by `make bench-detect` on faceattr.photocases (benchmarks/results/detect-*.json): the most faces found less
-# false alarms. Lower stage thresholds found no more faces there, only more false alarms; the final floor decides.
+# Chosen by `make bench-detect` on faceattr.photocases (benchmarks/results/detect.json): every face of 40 px or
+# more found, then the fewest false alarms. Lower stage thresholds found no more faces there, only more false
+# alarms; the final floor decides. tests/test_photocases.py ties these to the recorded choice.
 STAGE_THRESHOLDS = {"threshold_pnet": 0.6, "threshold_rnet": 0.7, "threshold_onet": 0.7}
 MIN_CONFIDENCE = 0.7
-
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
