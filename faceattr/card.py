@@ -8,6 +8,7 @@ RUN_DIR` prints it.
 from __future__ import annotations
 
 from faceattr import __version__
+from faceattr.labels import GENDER_NAMES, RACE_NAMES
 
 MIN_RANKED_GROUP = 20   # smaller groups are listed, but their intervals are too wide to rank them for gaps
 HEAD_METRICS = (("gender_accuracy", "gender accuracy", "gender_ci"), ("race_accuracy", "race accuracy", "race_ci"))
@@ -84,7 +85,7 @@ def model_card(config: dict, metrics: dict, run_name: str) -> str:
                  f"A UTKFace-format folder, `{metrics['data']}`: face crops whose age, gender and race were "
                  "annotated by other people from the photo (apparent, not self-reported).")
     settings = ", ".join(f"{key} {config[key]}" for key in ("arch", "image_size", "num_epochs", "batch_size",
-                                                             "loss_balance", "seed") if key in config)
+                                                             "loss_balance", "balance", "seed") if key in config)
     lines = [
         f"# Model card: {run_name}",
         "",
@@ -100,8 +101,8 @@ def model_card(config: dict, metrics: dict, run_name: str) -> str:
         "",
         "## Out of scope",
         "Identifying anyone; surveillance; any decision about a person (access, hiring, policing, services);",
-        "inferring how a person identifies. The labels are coarse categories (two genders, five races) that do",
-        "not describe everyone.",
+        "inferring how a person identifies. The labels are coarse categories "
+        f"({len(GENDER_NAMES)} genders, {len(RACE_NAMES)} races) that do not describe everyone.",
         "",
         "## Training data",
         data_line,

@@ -33,7 +33,7 @@ def test_the_largest_gap_ignores_groups_too_small_to_rank():
 
 
 def test_the_card_says_whether_the_data_is_synthetic_and_reads_its_gaps():
-    config = {"arch": "default", "image_size": 64, "seed": 1}
+    config = {"arch": "default", "image_size": 64, "seed": 1, "balance": "sample"}
     real = model_card(config, {"data": "/d/UTKFace", "synthetic": False, "test": TEST, "by_group": BY_GROUP}, "r")
     fake = model_card(config, {"data": "/d/sample", "synthetic": True, "test": TEST, "by_group": BY_GROUP}, "r")
     assert "synthetic sample" not in real and "trained on the synthetic sample" in fake
@@ -44,6 +44,7 @@ def test_the_card_says_whether_the_data_is_synthetic_and_reads_its_gaps():
     assert "age error: white male 4.0 years against asian female 7.5 years" in real
     assert "| others male | 19 |" in real  # listed, though not ranked
     assert "| race accuracy | 0.700 | 0.600 to 0.780 |" in real
+    assert "balance sample" in real and "(2 genders, 5 races)" in real
 
 
 def test_card_without_metrics_is_one_line_naming_the_command(tmp_path, capsys):
