@@ -99,15 +99,15 @@ class RunFolder:
                     raise RunDirError(f"{self.root} is still being written by another process (a training); "
                                       "wait for it to finish.")
 
-    def stale_notes(self) -> list[str]:
-        """Warnings for the edit-and-retrain loop: notebook 03's model older than the split, or newer than the
-        trained model (so 05 would evaluate an older model than the one the student just built)."""
+    def stale_notes(self, before_training: bool = False) -> list[str]:
+        """Warnings for the edit-and-retrain loop: notebook 03's model older than the split, or (unless about to
+        train) newer than the trained model, so 05 would evaluate an older model than the one the student built."""
         notes = []
         if self.untrained.exists() and self.split.exists() and \
                 self.untrained.stat().st_mtime < self.split.stat().st_mtime:
             notes.append(f"{self.untrained.name} was saved before {self.split.name} was made: rerun notebook 03 "
                          "if you changed the data or the split.")
-        if self.untrained.exists() and self.model.exists() and \
+        if not before_training and self.untrained.exists() and self.model.exists() and \
                 self.untrained.stat().st_mtime > self.model.stat().st_mtime:
             notes.append(f"{self.untrained.name} is newer than {self.model.name}: notebook 03 has run since this "
                          "model was trained; rerun notebook 04 to train the model you built.")
