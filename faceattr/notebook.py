@@ -23,6 +23,7 @@ def setup_notebook(seed: int = DEFAULT_SEED) -> str:
     from faceattr.plots import set_style
 
     keras.utils.set_random_seed(seed)
+    tf.get_logger().setLevel("ERROR")  # no retracing notes when a lesson trains several models in a loop
     set_style()
     gpus = tf.config.list_physical_devices("GPU")
     device = (f"{len(gpus)} GPU(s): training runs on the GPU" if gpus

@@ -133,11 +133,18 @@ EXPERIMENT_METRICS = (("gender_accuracy", "gender accuracy (higher is better)"),
 
 
 def experiments_plot(results: pd.DataFrame) -> plt.Figure:
-    """Validation accuracy and age MAE against seconds per epoch, one point per candidate."""
+    """Validation accuracy and age MAE against seconds per epoch, one point per candidate, with its 95% interval
+    where `results` has `METRIC_low` and `METRIC_high` columns."""
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    colours = dict(zip(results["candidate"], sns.color_palette(n_colors=len(results))))
     for axis, (metric, label) in zip(axes, EXPERIMENT_METRICS):
-        sns.scatterplot(data=results, x="seconds_per_epoch", y=metric, hue="candidate", s=90, ax=axis,
-                        legend=axis is axes[0])
+        if f"{metric}_low" in results:
+            for row in results.itertuples():
+                value, low, high = (getattr(row, f"{metric}{end}") for end in ("", "_low", "_high"))
+                axis.errorbar(row.seconds_per_epoch, value, yerr=[[value - low], [high - value]], capsize=3,
+                              color=colours[row.candidate], alpha=0.6)
+        sns.scatterplot(data=results, x="seconds_per_epoch", y=metric, hue="candidate", palette=colours, s=90,
+                        ax=axis, legend=axis is axes[0])
         axis.set(title=label, xlabel="seconds per epoch", ylabel=None)
     axes[0].legend(title="candidate", fontsize=8)
     return figure

@@ -4,9 +4,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import numpy as np  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from faceattr.plots import loss_weight_curves, multitask_plot, training_curves  # noqa: E402
+from faceattr.plots import experiments_plot, loss_weight_curves, multitask_plot, training_curves  # noqa: E402
 
 HEADS = ("age", "gender", "race")
 
@@ -48,3 +49,15 @@ def test_multitask_plot_has_one_bar_per_setting_per_head():
     figure = multitask_plot(table)
     heights = [[bar.get_height() for bar in axis.patches] for axis in figure.axes]
     assert heights == [[0.9, 0.8], [0.7, 0.75], [8.0, 9.0]]
+
+
+def test_experiments_plot_draws_each_candidates_interval():
+    results = pd.DataFrame({"candidate": ["a", "b"], "seconds_per_epoch": [4.0, 8.0]})
+    for metric, values in (("gender_accuracy", [0.7, 0.8]), ("race_accuracy", [0.6, 0.65]), ("age_mae", [9.0, 7.0])):
+        results[metric] = values
+        results[f"{metric}_low"], results[f"{metric}_high"] = np.subtract(values, 0.05), np.add(values, 0.1)
+    figure = experiments_plot(results)
+    for axis, metric in zip(figure.axes, ("gender_accuracy", "race_accuracy", "age_mae")):
+        lines = [collection for collection in axis.collections if isinstance(collection, LineCollection)]
+        ends = sorted((segment[0][1], segment[1][1]) for line in lines for segment in line.get_segments())
+        assert np.allclose(ends, sorted(zip(results[f"{metric}_low"], results[f"{metric}_high"])))

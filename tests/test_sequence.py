@@ -12,7 +12,7 @@ from faceattr.notebook import lesson_notebooks, notebook_parameters
 
 def test_every_notebook_has_one_literal_parameters_cell_and_the_lesson_parts():
     notebooks = lesson_notebooks()
-    assert [path.name[:2] for path in notebooks] == ["01", "02", "03", "04", "05", "06", "07", "08"]
+    assert [path.name[:2] for path in notebooks] == ["01", "02", "03", "04", "05", "06", "07", "08", "09"]
     for path in notebooks:
         assert "seed" in notebook_parameters(path), path.name
         notebook = nbformat.read(path, as_version=4)
@@ -21,17 +21,19 @@ def test_every_notebook_has_one_literal_parameters_cell_and_the_lesson_parts():
         for part in ("You will learn", "## Summary", "## Exercises"):
             assert part in text, f"{path.name} lacks {part}"
     for name in ("01_parse_data.ipynb", "05_evaluate.ipynb", "06_faces_in_the_wild.ipynb",
-                 "08_what_the_model_sees.ipynb"):
+                 "08_what_the_model_sees.ipynb", "09_fairness.ipynb"):
         assert "Responsible use" in (notebooks[0].parent / name).read_text()
 
 
 def test_notebook_defaults_are_the_package_defaults():
-    from faceattr.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_IMAGE_SIZE, DEFAULT_SEED, DEFAULT_TRUNK, LOSS_BALANCES,
-                                   RECIPES)
+    from faceattr.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_IMAGE_SIZE, DEFAULT_SEED, DEFAULT_TRUNK, GROUP_BALANCES,
+                                   LOSS_BALANCES, MIN_IMAGE_SIZE, RECIPES)
 
     by_name = {path.name[:2]: notebook_parameters(path) for path in lesson_notebooks()}
     assert by_name["04"]["loss_balance"] == RECIPES["default"]["loss_balance"]
     assert by_name["07"]["loss_balances"] == list(LOSS_BALANCES)
+    assert by_name["09"]["balances"] == list(GROUP_BALANCES)
+    assert len(by_name["09"]["study_seeds"]) >= 3 and by_name["09"]["study_image_size"] >= MIN_IMAGE_SIZE
     assert by_name["03"]["trunk_filters"] == list(DEFAULT_TRUNK)
     assert by_name["03"]["image_size"] == by_name["07"]["image_size"] == DEFAULT_IMAGE_SIZE
     assert {parameters["seed"] for parameters in by_name.values()} == {DEFAULT_SEED}
@@ -58,10 +60,11 @@ def test_sequence_chains_with_non_default_parameters(sample_dir, tmp_path, capsy
                  "-p", "num_epochs", "2", "-p", "experiment_epochs", "1", "-p", "trunk_filters", "[8, 16, 32]",
                  "-p", "architectures", '["default", "batchnorm"]', "-p", "batch_size", "32",
                  "-p", "loss_balances", '["fixed", "uncertainty"]', "-p", "loss_balance", "uncertainty",
-                 "-p", "probe_epochs", "1", "-p", "shortcut_image_size", "32", "-p", "shortcut_epochs", "1"])
+                 "-p", "probe_epochs", "1", "-p", "shortcut_image_size", "32", "-p", "shortcut_epochs", "1",
+                 "-p", "study_seeds", "[0, 1]", "-p", "study_epochs", "1", "-p", "num_bootstrap", "20"])
     assert code == 0
     output = capsys.readouterr().out
-    assert "SYNTHETIC" in output and "08_what_the_model_sees.ipynb" in output
+    assert "SYNTHETIC" in output and "09_fairness.ipynb" in output
     for path in lesson_notebooks():
         assert (run_dir / "notebooks" / path.name).is_file()
     with Image.open(run_dir / "figures" / "prediction_grid.png") as grid:
@@ -74,7 +77,7 @@ def test_sequence_chains_with_non_default_parameters(sample_dir, tmp_path, capsy
     history = (run_dir / "history.csv").read_text().strip().splitlines()
     assert len(history) == 1 + 2
     assert sorted(p.name for p in (run_dir / "experiments").iterdir()) == [
-        "batchnorm", "default", "default-fixed", "default-uncertainty", "yours"]  # 03's model joins
+        "batchnorm", "default", "default-fixed", "yours"]  # 03's model joins; the default recipe is trained once
     assert config["loss_balance"] == "uncertainty"
     assert "age_weight" in history[0]  # the learned weights are logged, and 04 plots them
     for figure in ("training_curves", "loss_weights", "experiments", "multitask_vs_single"):
