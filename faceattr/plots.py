@@ -10,6 +10,7 @@ import pandas as pd
 import seaborn as sns
 from PIL import Image
 
+from faceattr.evaluate import LARGE_AGE_ERROR_YEARS, mistakes
 from faceattr.files import atomic_write
 from faceattr.labels import GENDER_NAMES, RACE_NAMES
 from faceattr.runs import RunFolder
@@ -40,11 +41,12 @@ def race_gender_counts(frame: pd.DataFrame) -> plt.Figure:
 
 
 def age_histograms(frame: pd.DataFrame) -> plt.Figure:
-    """Age histogram per gender, one-year bins."""
+    """Age histogram per gender, two-year bins."""
     figure, axis = plt.subplots(figsize=(8, 4))
     sns.histplot(data=frame, x="age", hue="gender_name", hue_order=list(GENDER_NAMES), binwidth=2,
                  element="step", ax=axis)
     axis.set(xlabel="age (years, annotated)", ylabel="images", title="Age distribution by gender")
+    axis.get_legend().set_title("gender (annotated)")
     return figure
 
 
@@ -100,30 +102,65 @@ def confusion_heatmaps(matrices: dict[str, pd.DataFrame]) -> plt.Figure:
     for axis, (head, matrix) in zip(axes, matrices.items()):
         shares = matrix.div(matrix.sum(axis=1).replace(0, 1), axis=0)
         sns.heatmap(shares, annot=matrix, fmt="d", cmap="Blues", vmin=0, vmax=1, cbar=False, ax=axis)
-        axis.set(title=f"{head}: counts, coloured by share of the true class")
+        axis.set(title=f"{head}: counts, coloured by share of the true class",
+                 xlabel=f"predicted {head}", ylabel=f"annotated {head} (truth)")
     return figure
+
+
+def age_error_plot(predictions: pd.DataFrame, band_table: pd.DataFrame, baseline_mae: float | None = None) -> plt.Figure:
+    """Predicted against annotated age (the diagonal is perfect), and the age MAE per true age band as bars."""
+    figure, (scatter_axis, bar_axis) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1, 1.4]})
+    scatter_axis.scatter(predictions["age"], predictions["pred_age"], s=10, alpha=0.5)
+    top = float(max(predictions["age"].max(), predictions["pred_age"].max()))
+    scatter_axis.plot([0, top], [0, top], color="grey", linestyle="--", label="perfect prediction")
+    scatter_axis.set(xlabel="annotated age (years)", ylabel="predicted age (years)", title="Every test face")
+    scatter_axis.legend(title="reference", fontsize=9, title_fontsize=9)
+    bars = bar_axis.bar(range(len(band_table)), band_table["age_mae"], color="tab:blue", label="model")
+    bar_axis.bar_label(bars, labels=[f"n={count}" for count in band_table["n"]], fontsize=8)
+    bar_axis.set_xticks(range(len(band_table)), band_table.index)
+    if baseline_mae is not None:
+        bar_axis.axhline(baseline_mae, color="crimson", linestyle="--", label="median training age, all bands")
+    bar_axis.set(xlabel="annotated age band (years)", ylabel="age MAE (years, lower is better)",
+                 title="Mean absolute age error per band")
+    bar_axis.legend(title="age MAE of", fontsize=9, title_fontsize=9)
+    return figure
+
+
+MISTAKE_COLOURS = {"gender or race wrong": "crimson",
+                   f"age off by more than {LARGE_AGE_ERROR_YEARS} years": "darkorange",
+                   f"all right (age within {LARGE_AGE_ERROR_YEARS} years)": "lightgrey"}
 
 
 def prediction_grid(predictions: pd.DataFrame, paths: pd.Series, rows: int = 6, columns: int = 5,
                     seed: int = 0) -> plt.Figure:
-    """Faces with predicted age/gender/race as title and the truth below; mistakes framed in red."""
+    """Faces with predicted age/gender/race as title and the truth below; gender or race mistakes framed in red,
+    ages more than LARGE_AGE_ERROR_YEARS off in orange."""
     chosen = predictions.assign(path=list(paths)).sample(min(rows * columns, len(predictions)), random_state=seed)
-    figure, axes = plt.subplots(rows, columns, figsize=(columns * 2.2, rows * 2.6))
+    wrong = mistakes(chosen)
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * 2.2, rows * 2.6), squeeze=False)
     for axis in np.ravel(axes):
         axis.axis("off")
-    for axis, (_, row) in zip(np.ravel(axes), chosen.iterrows()):
+    label_wrong, age_wrong, right = MISTAKE_COLOURS
+    for axis, (index, row) in zip(np.ravel(axes), chosen.iterrows()):
         with Image.open(row["path"]) as image:
             axis.imshow(image.convert("RGB"))
-        wrong = row["pred_gender"] != row["gender"] or row["pred_race"] != row["race"]
+        kind = (label_wrong if wrong.at[index, "gender_wrong"] or wrong.at[index, "race_wrong"]
+                else age_wrong if wrong.at[index, "age_wrong"] else right)
+        colour = MISTAKE_COLOURS[kind]
         axis.set_title(f"{row['pred_age']:.0f} {GENDER_NAMES[row['pred_gender']]} {RACE_NAMES[row['pred_race']]}",
-                       fontsize=9, color="crimson" if wrong else "black")
+                       fontsize=9, color="black" if kind == right else colour)
         axis.axis("on")
         axis.set_xticks([])
         axis.set_yticks([])
-        axis.set_xlabel(f"truth: {row['age']} {GENDER_NAMES[row['gender']]} {RACE_NAMES[row['race']]}", fontsize=8)
+        off = f" ({row['pred_age'] - row['age']:+.0f} y)" if wrong.at[index, "age_wrong"] else ""
+        axis.set_xlabel(f"truth: {row['age']}{off} {GENDER_NAMES[row['gender']]} {RACE_NAMES[row['race']]}",
+                        fontsize=8, color=MISTAKE_COLOURS[age_wrong] if off else "black")
         for spine in axis.spines.values():
-            spine.set(color="crimson" if wrong else "lightgrey", linewidth=3 if wrong else 1)
-    figure.suptitle("Predicted (title) vs annotated (below); red = gender or race wrong", fontsize=11)
+            spine.set(color=colour, linewidth=1 if kind == right else 3)
+    handles = [plt.Rectangle((0, 0), 1, 1, fill=False, edgecolor=colour, linewidth=3) for colour in MISTAKE_COLOURS.values()]
+    figure.legend(handles, list(MISTAKE_COLOURS), title="frame", loc="lower center", ncol=3, fontsize=9,
+                  title_fontsize=9, bbox_to_anchor=(0.5, -0.02))
+    figure.suptitle("Predicted (title) vs annotated (below, age in years)", fontsize=11)
     return figure
 
 
