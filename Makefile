@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[lab,test]"
+	# a Jupyter kernel named for the kit, so that students pick this environment in any Jupyter
+	$(BIN)/python -m ipykernel install --sys-prefix --name faceattr --display-name "faceattr (.venv)" >/dev/null
 	touch $(STAMP)
 
 sample: $(STAMP)

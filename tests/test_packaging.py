@@ -26,3 +26,15 @@ def test_environment_yml_agrees_with_pyproject():
     conda_packages = [item for item in environment if isinstance(item, str) and not item.startswith(("python=", "pip"))]
     listed = conda_packages + [item for item in pip_section if not item.startswith("-e")]
     assert requirement_map(listed) == requirement_map(wanted)
+
+
+def test_the_install_step_registers_a_jupyter_kernel_named_for_the_kit():
+    """`make` installs the `faceattr` kernel into .venv, so a class picks the kit's environment by name."""
+    import sys
+
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec = KernelSpecManager().get_kernel_spec("faceattr")
+    assert Path(spec.argv[0]).resolve() == Path(sys.executable).resolve()
+    assert "faceattr" in spec.display_name
+    assert 'ipykernel install --sys-prefix --name faceattr' in (Path(__file__).parents[1] / "Makefile").read_text()
