@@ -14,6 +14,7 @@ from faceattr.labels import AGE_BAND_NAMES, GENDER_NAMES, RACE_NAMES, age_band
 from faceattr.runs import RunFolder
 
 Z_95 = 1.959964
+LARGE_AGE_ERROR_YEARS = 10   # an age prediction further off than this counts as a mistake in the prediction grid
 
 
 def wilson_interval(correct: int, total: int, z: float = Z_95) -> tuple[float, float]:
@@ -102,6 +103,14 @@ def group_table(predictions: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     order = {name: i for i, name in enumerate(RACE_NAMES)} | {name: i for i, name in enumerate(GENDER_NAMES)}
     return table.sort_values(["race", "gender"], key=lambda column: column.map(order), ignore_index=True)
+
+
+def mistakes(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Per row: gender wrong, race wrong, and age off by more than LARGE_AGE_ERROR_YEARS (boolean columns)."""
+    return pd.DataFrame({"gender_wrong": predictions["pred_gender"] != predictions["gender"],
+                         "race_wrong": predictions["pred_race"] != predictions["race"],
+                         "age_wrong": (predictions["pred_age"] - predictions["age"]).abs() > LARGE_AGE_ERROR_YEARS},
+                        index=predictions.index)
 
 
 def reports(predictions: pd.DataFrame) -> dict[str, str]:

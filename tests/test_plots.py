@@ -61,3 +61,25 @@ def test_experiments_plot_draws_each_candidates_interval():
         lines = [collection for collection in axis.collections if isinstance(collection, LineCollection)]
         ends = sorted((segment[0][1], segment[1][1]) for line in lines for segment in line.get_segments())
         assert np.allclose(ends, sorted(zip(results[f"{metric}_low"], results[f"{metric}_high"])))
+
+
+def test_prediction_grid_frames_large_age_errors_as_well_as_label_mistakes(tmp_path):
+    from matplotlib.colors import to_rgba
+    from PIL import Image
+
+    from faceattr.evaluate import LARGE_AGE_ERROR_YEARS
+    from faceattr.plots import prediction_grid
+
+    off = {"close": 1, "large": LARGE_AGE_ERROR_YEARS + 1, "at the limit": LARGE_AGE_ERROR_YEARS, "race wrong": 0}
+    predictions = pd.DataFrame({"age": 30, "gender": 0, "race": 1, "pred_age": [30.0 + years for years in off.values()],
+                                "pred_gender": 0, "pred_race": [1, 1, 1, 2]})
+    paths = [tmp_path / f"{index}.jpg" for index in range(len(off))]
+    for path in paths:
+        Image.new("RGB", (8, 8), (90, 60, 30)).save(path)
+    figure = prediction_grid(predictions, pd.Series(paths), rows=1, columns=len(off), seed=0)
+    frame_by_title = {axis.get_title(): to_rgba(axis.spines["top"].get_edgecolor()) for axis in figure.axes}
+    frames = dict(zip(off, (frame_by_title[f"{30 + years} male {race}"]
+                            for years, race in zip(off.values(), ("black", "black", "black", "asian")))))
+    assert frames["large"] == to_rgba("darkorange"), "an age more than 10 years off is marked"
+    assert frames["close"] == frames["at the limit"] == to_rgba("lightgrey"), "10 years off or less is not marked"
+    assert frames["race wrong"] == to_rgba("crimson")

@@ -1,0 +1,128 @@
+"""Solutions to the exercises of notebook 05, evaluate and predict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from _shared import small_run
+
+
+def test_predictions(data_dir: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The small run's test predictions (as `faceattr evaluate` wrote them), its test rows and its train rows."""
+    from faceattr.data import scan
+    from faceattr.runs import RunFolder
+
+    run = RunFolder(small_run(data_dir))
+    split = run.load_split(scan(data_dir).root)
+    predictions = pd.read_csv(run.predictions)
+    test = split[split["split"] == "test"].reset_index(drop=True)
+    assert predictions["file"].tolist() == test["file"].tolist(), "predictions.csv follows the test split's order"
+    return predictions, test, split[split["split"] == "train"]
+
+
+def exercise_1(data_dir: str, work_dir: Path) -> dict:
+    """The interval's width shrinks roughly like one over the square root of n: on 128 images 87% accuracy is
+    only known to within several points either side, while on a full UTKFace test split of 3,556 images it is
+    known to within about a point. Twenty-eight times the images gives an interval about five times narrower, so
+    two models that differ by a few points can only be told apart on the full split, never on one batch."""
+    from faceattr.evaluate import wilson_interval
+
+    widths = {}
+    for n in (128, 3556):
+        low, high = wilson_interval(round(0.87 * n), n)
+        assert low < 0.87 < high
+        widths[n] = high - low
+        print(f"87% of {n}: 95% CI {low:.3f} to {high:.3f} (width {high - low:.3f})")
+    assert widths[3556] < widths[128] / 4, "the width shrinks roughly like 1 / sqrt(n)"
+    return {"width_128": widths[128], "width_3556": widths[3556], "narrower_by": widths[128] / widths[3556]}
+
+
+def exercise_2(data_dir: str, work_dir: Path) -> dict:
+    """Take the race confusion matrix of each gender separately and find its largest off-diagonal cell. The
+    pair often differs between the genders, but each cell holds only a handful of faces, so a different pair is
+    usually noise: compare the counts with the number of faces of that race and gender before reading anything
+    into it. A rare class is often absorbed by a common one, because guessing the common class costs less."""
+    from faceattr.evaluate import confusion_matrices
+
+    predictions, _test, _train = test_predictions(data_dir)
+    result = {}
+    for gender in ("male", "female"):
+        matrix = confusion_matrices(predictions[predictions["gender_name"] == gender])["race"]
+        mistaken = matrix.where(~np.eye(len(matrix), dtype=bool), 0).stack()
+        (true_race, predicted_race), count = mistaken.idxmax(), int(mistaken.max())
+        assert matrix.to_numpy().sum() == int((predictions["gender_name"] == gender).sum())
+        print(f"{gender}: {count} faces annotated '{true_race}' predicted '{predicted_race}'")
+        result[f"{gender}_mistake"] = f"{true_race} -> {predicted_race}"
+        result[f"{gender}_count"] = count
+    return result
+
+
+def exercise_3(data_dir: str, work_dir: Path) -> dict:
+    """Sort mae_by_band by its age_mae column. The band with the largest error is usually one at the edges of the
+    age range (children or the oldest faces) and usually a small one, so its error is also the least certain.
+    Compare it with the median-age baseline on the same rows: a band far from the median age is exactly where
+    always guessing the median fails worst, so a model can be poor there and still beat the baseline."""
+    from faceattr.evaluate import mae_by_band
+    from faceattr.labels import age_band
+
+    predictions, _test, train = test_predictions(data_dir)
+    bands = mae_by_band(predictions)
+    worst = bands["age_mae"].idxmax()
+    rows = predictions[predictions["age"].map(age_band) == worst]
+    baseline = float((rows["age"] - train["age"].median()).abs().mean())
+    assert len(rows) == bands.loc[worst, "n"] and np.isclose(bands.loc[worst, "age_mae"],
+                                                             (rows["pred_age"] - rows["age"]).abs().mean())
+    print(f"band {worst}: {len(rows)} images, MAE {bands.loc[worst, 'age_mae']:.1f} years; "
+          f"always the median training age: {baseline:.1f} years")
+    return {"band": worst, "images": len(rows), "age_mae": float(bands.loc[worst, "age_mae"]), "baseline_mae": baseline}
+
+
+def exercise_4(data_dir: str, work_dir: Path) -> dict:
+    """Thirty faces are too few to see a pattern: the frames move with the seed. Count the marked faces over the
+    whole test split instead, per race x gender group, and read each group's mistake rate with its size in mind.
+    A group whose rate stays high for every seed and whose interval sits above the others is where mistakes
+    concentrate; small groups swing from seed to seed and from split to split."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from faceattr.evaluate import mistakes
+    from faceattr.plots import prediction_grid, save_figure
+
+    predictions, test, _train = test_predictions(data_dir)
+    marked = mistakes(predictions).any(axis=1)
+    for seed in (0, 1):
+        figure = prediction_grid(predictions, test["path"], rows=3, columns=5, seed=seed)
+        save_figure(figure, work_dir, f"prediction_grid_seed_{seed}")
+        plt.close(figure)
+    by_group = marked.groupby([predictions["race_name"], predictions["gender_name"]]).agg(["size", "mean"])
+    assert by_group["size"].sum() == len(predictions)
+    print(by_group.rename(columns={"size": "n", "mean": "share marked"}).round(2).to_string())
+    worst = by_group["mean"].idxmax()
+    return {"share_marked": float(marked.mean()), "worst_group": " ".join(worst),
+            "worst_share": float(by_group.loc[worst, "mean"]), "worst_n": int(by_group.loc[worst, "size"])}
+
+
+def exercise_5(data_dir: str, work_dir: Path) -> dict:
+    """Subtract the majority-class accuracy from the model's race accuracy and divide by the half-width of the
+    model's 95% interval. Below one the gain is inside the noise of this test split; well above one it is real.
+    A model trained for a token budget may not beat the baseline at all, which is exactly what the baseline
+    column is there to reveal. The majority-class predictor's balanced accuracy is always one over the classes."""
+    from faceattr.evaluate import classification_metrics, summary_metrics
+    from faceattr.labels import RACE_NAMES
+
+    predictions, test, train = test_predictions(data_dir)
+    headline = summary_metrics(predictions)
+    majority = int(train["race"].mode()[0])
+    always = classification_metrics(test["race"].to_numpy(), np.full(len(test), majority), len(RACE_NAMES))
+    assert np.isclose(always["balanced_accuracy"], 1 / test["race"].nunique())
+    low, high = headline["race_accuracy_ci95"]
+    margin = headline["race_accuracy"] - always["accuracy"]
+    print(f"race accuracy {headline['race_accuracy']:.3f} against {always['accuracy']:.3f} for always "
+          f"'{RACE_NAMES[majority]}': {margin / ((high - low) / 2):+.1f} half-widths")
+    return {"race_accuracy": headline["race_accuracy"], "majority_accuracy": always["accuracy"],
+            "margin_in_half_widths": margin / ((high - low) / 2)}
