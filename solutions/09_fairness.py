@@ -46,7 +46,7 @@ def exercise_1(data_dir: str, work_dir: Path) -> dict:
     """Grouped by race and gender, each group is smaller than its race (a race splits in two), so every interval
     widens, and the smallest groups can hold only a handful of test images. The gap can only grow, since each
     race's accuracy is an average of its gender groups'. The gaps that shuffled groups give grow too: the noise
-    floor rises with the number of groups and falls with their size, and a real difference must clear it."""""
+    floor rises with the number of groups and falls with their size, and a real difference must clear it."""
     from faceattr.runs import RunFolder
 
     predictions = pd.read_csv(RunFolder(small_run(data_dir)).predictions)

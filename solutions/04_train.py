@@ -1,0 +1,177 @@
+"""Solutions to the exercises of notebook 04, train."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from _shared import TOKEN_EPOCHS, TOKEN_IMAGE_SIZE, split_of
+
+BATCH_SIZE = 32
+METRICS = ("val_age_mae", "val_gender_accuracy", "val_race_accuracy")
+
+
+def _train_frame(data_dir: str) -> pd.DataFrame:
+    """The training part of the kit's split."""
+    split = split_of(data_dir)
+    return split[split["split"] == "train"]
+
+
+def _compiled(data_dir: str, loss_balance: str = "uncertainty", loss_weights: dict[str, float] | None = None):
+    """The default model at TOKEN_IMAGE_SIZE, compiled with `loss_balance` (and fixed `loss_weights`)."""
+    import keras
+
+    from faceattr.defaults import resolve_recipe
+    from faceattr.train import build_compiled
+
+    train = _train_frame(data_dir)
+    keras.utils.set_random_seed(42)
+    recipe = resolve_recipe("default", TOKEN_IMAGE_SIZE, loss_balance=loss_balance, loss_weights=loss_weights)
+    return build_compiled(recipe, train, float(train["age"].max()))
+
+
+def _train_briefly(model, data_dir: str, batch_size: int = BATCH_SIZE, augment: bool = False) -> pd.DataFrame:
+    """Train a compiled model for TOKEN_EPOCHS; return its history (with cumulative seconds)."""
+    from faceattr.pipeline import split_datasets
+    from faceattr.train import timed_fit
+
+    datasets = split_datasets(split_of(data_dir), TOKEN_IMAGE_SIZE, batch_size, augment=augment)
+    return timed_fit(model, datasets["train"], datasets["validation"], TOKEN_EPOCHS)
+
+
+def _last(history: pd.DataFrame, prefix: str) -> dict[str, float]:
+    """The last epoch's validation metrics, keyed `prefix_metric`."""
+    return {f"{prefix}_{key}": float(history[key].iloc[-1]) for key in METRICS}
+
+
+def exercise_1(data_dir: str, work_dir: Path) -> dict:
+    """Augmentation is random only in training mode: with `training=False` the augmenter returns its input
+    unchanged, so validation and test images are never altered. On the synthetic sample, faces are drawn
+    front-on under one light, so flips and small brightness and contrast changes add little new variety and a
+    short run may show no gain, or a loss. Real photos vary in pose, lighting and camera, and a training set
+    that sees those variations generalises better to them; judge it over several epochs and seeds."""
+    import keras
+
+    from faceattr.pipeline import augmenter, split_datasets
+
+    images, _ = next(iter(split_datasets(split_of(data_dir), TOKEN_IMAGE_SIZE, BATCH_SIZE)["train"]))
+    augment = augmenter(42)
+    changed = keras.ops.convert_to_numpy(augment(images, training=True))
+    unchanged = keras.ops.convert_to_numpy(augment(images, training=False))
+    assert np.array_equal(unchanged, images.numpy()), "no augmentation at inference"
+    pixel_change = float(np.abs(changed - images.numpy()).mean())
+    assert pixel_change > 0, "training-mode augmentation must change the pixels"
+    result = {"mean_pixel_change": pixel_change}
+    for augmented in (False, True):
+        history = _train_briefly(_compiled(data_dir), data_dir, augment=augmented)
+        result.update(_last(history, "augmented" if augmented else "plain"))
+    print(f"augmentation changes a pixel by {pixel_change:.1f} (of 255) on average; after {TOKEN_EPOCHS} epoch(s) "
+          f"validation gender / race accuracy: plain {result['plain_val_gender_accuracy']:.3f} / "
+          f"{result['plain_val_race_accuracy']:.3f}, augmented {result['augmented_val_gender_accuracy']:.3f} / "
+          f"{result['augmented_val_race_accuracy']:.3f}")
+    return result
+
+
+def exercise_2(data_dir: str, work_dir: Path) -> dict:
+    """The report's fixed weights 2 / 1 / 1.5 ignore the scales of the losses: the age loss is far smaller than
+    the others, so doubling it leaves gender and race steering the shared trunk. The head to watch is age: if
+    its validation MAE ends higher than with learned weights, the trunk learned less of what age needs, and
+    any gain shows up in gender or race accuracy. At a short budget on one seed such differences can be noise,
+    so compare the per-head validation metrics over several seeds (notebook 07) before concluding."""
+    from faceattr.defaults import REPORT_LOSS_WEIGHTS
+
+    result = {}
+    for name, balance, weights in (("report", "fixed", REPORT_LOSS_WEIGHTS), ("learned", "uncertainty", None)):
+        history = _train_briefly(_compiled(data_dir, balance, weights), data_dir)
+        result.update(_last(history, name))
+    print(pd.DataFrame({name: {key: result[f"{name}_{key}"] for key in METRICS}
+                        for name in ("report", "learned")}).round(3))
+    return result
+
+
+def exercise_3(data_dir: str, work_dir: Path) -> dict:
+    """Both schemes start from the same weights, 1 / trivial loss. The learned weights then follow 1 / each
+    head's current training loss, since `exp(-s) * L + s` is smallest at `exp(-s) = 1 / L`: as a head's loss
+    falls, its weight rises. Because the age loss is the smallest, its weight grows the most, so learning
+    the weights mostly helps the head that is easiest to drown out; the normalised scheme keeps the starting
+    weights and cannot follow. How far the weights get depends on the number of steps."""
+    from faceattr.balance import balance_weights, task_uncertainty_layer, trivial_losses
+    from faceattr.labels import HEAD_NAMES
+
+    train = _train_frame(data_dir)
+    start = balance_weights("normalised", trivial_losses(train, "huber", float(train["age"].max())))
+    learned_model = _compiled(data_dir, "uncertainty")
+    initial = task_uncertainty_layer(learned_model).weights_now()
+    assert all(math.isclose(initial[head], start[head], rel_tol=1e-4) for head in HEAD_NAMES), \
+        "the learned weights start at the normalised ones"
+    learned = _train_briefly(learned_model, data_dir)
+    settled = task_uncertainty_layer(learned_model).weights_now()
+    normalised = _train_briefly(_compiled(data_dir, "normalised"), data_dir)
+    table = pd.DataFrame({"start": start, "learned": settled,
+                          "1 / training loss": {head: 1 / learned[f"{head}_loss"].iloc[-1] for head in HEAD_NAMES}})
+    print(table.round(3))
+    return {**{f"learned_{head}_weight": settled[head] for head in HEAD_NAMES},
+            **_last(learned, "learned"), **_last(normalised, "normalised")}
+
+
+def exercise_4(data_dir: str, work_dir: Path) -> dict:
+    """A batch of 64 halves the optimiser steps per epoch. Each step costs more but uses the hardware better,
+    so an epoch is usually a little faster (on a small sample the fixed costs hide it). At equal epochs the
+    model takes half as many steps, each an average over more images rather than a new move, so it often
+    learns less; raise the learning rate or train longer to compare fairly."""
+    from faceattr.pipeline import split_datasets
+
+    result = {}
+    for batch_size in (32, 64):
+        steps = int(split_datasets(split_of(data_dir), TOKEN_IMAGE_SIZE, batch_size)["train"].cardinality())
+        history = _train_briefly(_compiled(data_dir), data_dir, batch_size)
+        result.update({f"steps_{batch_size}": steps, f"seconds_{batch_size}": float(history["seconds"].iloc[-1]),
+                       **_last(history, f"batch_{batch_size}")})
+    assert result["steps_64"] == math.ceil(result["steps_32"] / 2), "twice the batch, half the steps"
+    print(f"{result['steps_32']} steps per epoch at batch 32, {result['steps_64']} at 64; first-epoch seconds "
+          f"(compilation included) {result['seconds_32']:.1f} and {result['seconds_64']:.1f}")
+    return result
+
+
+def exercise_5(data_dir: str, work_dir: Path) -> dict:
+    """Yes. `faceattr.train.fit` catches the interrupt and says so, and the checkpoint callback saves only whole,
+    finished epochs, written to a temporary file and renamed: `model.keras` holds the best epoch before the
+    interrupt and loads and predicts like any saved model (`compile=False` skips the training losses, which
+    prediction does not need). Here a callback presses Interrupt for us, in the
+    middle of the second epoch; history.csv has the finished epoch only."""
+    import keras
+
+    from faceattr.balance import trivial_errors
+    from faceattr.pipeline import split_datasets
+    from faceattr.runs import RunFolder
+    from faceattr.train import fit
+
+    class PressInterrupt(keras.callbacks.Callback):
+        """Raise KeyboardInterrupt after the first batch of the second epoch, as Ctrl-C would."""
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            """Interrupt once the first epoch is saved."""
+            if self.epoch == 1:
+                raise KeyboardInterrupt
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            """Remember the epoch."""
+            self.epoch = epoch
+
+    run_dir = work_dir / "run"
+    datasets = split_datasets(split_of(data_dir), TOKEN_IMAGE_SIZE, BATCH_SIZE)
+    history = fit(_compiled(data_dir), datasets["train"], datasets["validation"], 2, run_dir,
+                  trivial_errors(_train_frame(data_dir)), progress="none", extra_callbacks=[PressInterrupt()])
+    model = keras.models.load_model(RunFolder(run_dir).model, compile=False)   # to predict, not to train
+    images, _ = next(iter(datasets["validation"]))
+    predictions = model.predict(images, verbose=0)
+    assert len(history) == 1, "only the finished epoch is in history.csv"
+    assert {name: value.shape[0] for name, value in predictions.items()} == {"age": len(images),
+                                                                            "gender": len(images),
+                                                                            "race": len(images)}
+    print(f"interrupted in epoch 2; model.keras (epoch 1) predicts ages {np.round(predictions['age'][:3, 0], 1)} ...")
+    return {"epochs_finished": len(history), "predicted_images": len(images),
+            "first_predicted_age": float(predictions["age"][0, 0])}
