@@ -40,6 +40,17 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def saved_image_size(path: Path) -> int | None:
+    """The image size a saved .keras model takes, read from its config without TensorFlow; None if unreadable."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            layers = json.loads(archive.read("config.json"))["config"]["layers"]
+        shape = next(layer["config"]["batch_shape"] for layer in layers if layer["class_name"] == "InputLayer")
+        return int(shape[1])
+    except (OSError, KeyError, TypeError, ValueError, StopIteration, zipfile.BadZipFile):
+        return None
+
+
 @dataclass(frozen=True)
 class RunFolder:
     """One run folder and the names of the files the kit keeps in it."""
@@ -111,6 +122,10 @@ class RunFolder:
                 self.untrained.stat().st_mtime > self.model.stat().st_mtime:
             notes.append(f"{self.untrained.name} is newer than {self.model.name}: notebook 03 has run since this "
                          "model was trained; rerun notebook 04 to train the model you built.")
+        built, trained = saved_image_size(self.untrained), saved_image_size(self.model)
+        if not before_training and built and trained and built != trained:
+            notes.append(f"{self.untrained.name} takes {built} px images but {self.model.name} was trained at "
+                         f"{trained} px: rerun notebook 04 to train the model you built.")
         return notes
 
     def write_run_config(self, data_root: str | Path, synthetic: bool, **settings: object) -> dict:

@@ -265,3 +265,32 @@ def test_stale_notes_catch_an_old_model_from_notebook_03_and_an_untrained_rerun(
     os.utime(run.model, (2, 2))
     os.utime(run.untrained, (3, 3))  # 03 ran again after 04 trained, and before the split
     assert len(run.stale_notes()) == 2 and "rerun notebook 04" in run.stale_notes()[1]
+
+
+def saved_model_stub(path: Path, image_size: int) -> Path:
+    """A .keras file whose config says what image size the model takes (enough for the run folder's checks)."""
+    import json
+    import zipfile
+
+    layers = [{"class_name": "InputLayer", "config": {"batch_shape": [None, image_size, image_size, 3]}}]
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", json.dumps({"class_name": "Functional", "config": {"layers": layers}}))
+    return path
+
+
+def test_stale_notes_catch_a_model_from_notebook_03_built_for_another_image_size(tmp_path):
+    import os
+
+    from faceattr.runs import saved_image_size
+
+    run = fake_run(tmp_path / "run", tmp_path)
+    saved_model_stub(run.untrained, 48)
+    saved_model_stub(run.model, 64)
+    for path in (run.untrained, run.model):
+        os.utime(path, (run.split.stat().st_mtime + 5,) * 2)  # both after the split, 04 not older than 03
+    assert saved_image_size(run.untrained) == 48 and saved_image_size(run.split) is None
+    assert run.stale_notes() == ["untrained.keras takes 48 px images but model.keras was trained at 64 px: rerun "
+                                 "notebook 04 to train the model you built."]
+    assert run.stale_notes(before_training=True) == []  # 04 is about to train it at its own size
+    os.utime(saved_model_stub(run.model, 48), (run.split.stat().st_mtime + 5,) * 2)
+    assert run.stale_notes() == []
