@@ -1,6 +1,8 @@
 """The whole lesson sequence through `faceattr run` (papermill), with non-default parameters."""
 
 import json
+import subprocess
+import sys
 
 import nbformat
 import pytest
@@ -88,3 +90,18 @@ def test_a_failing_notebook_names_itself_and_the_cell(tmp_path, capsys):
     assert main(["run", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "run")]) == 2
     error = capsys.readouterr().err
     assert "01_parse_data.ipynb failed in cell" in error and "does not exist" in error
+
+
+def test_without_the_kit_installed_the_first_code_cell_says_what_to_run(tmp_path):
+    """Colab, or a Jupyter outside .venv: the setup cell stops with one line naming the kernel and the install."""
+    for path in lesson_notebooks():
+        notebook = nbformat.read(path, as_version=4)
+        assert notebook.metadata.kernelspec.name == "faceattr", path.name
+        setup = next(cell.source for cell in notebook.cells if "print(setup_notebook(seed))" in cell.source)
+        guard = setup.split("\n\n")[0]
+        # -I -S: no site-packages and not the checkout, so faceattr cannot be imported, as on a fresh Colab
+        result = subprocess.run([sys.executable, "-I", "-S", "-c", guard], capture_output=True, text=True, cwd=tmp_path)
+        assert result.returncode == 1, path.name
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("ModuleNotFoundError: faceattr is not installed"), path.name
+        assert "make lab" in last and "%pip install" in last, path.name
