@@ -10,7 +10,7 @@ import pandas as pd
 import seaborn as sns
 from PIL import Image
 
-from faceattr.evaluate import LARGE_AGE_ERROR_YEARS, mistakes
+from faceattr.evaluate import LARGE_AGE_ERROR_YEARS, mae_by_band, mistakes
 from faceattr.files import atomic_write
 from faceattr.labels import GENDER_NAMES, RACE_NAMES
 from faceattr.runs import RunFolder
@@ -107,19 +107,22 @@ def confusion_heatmaps(matrices: dict[str, pd.DataFrame]) -> plt.Figure:
     return figure
 
 
-def age_error_plot(predictions: pd.DataFrame, band_table: pd.DataFrame, baseline_mae: float | None = None) -> plt.Figure:
-    """Predicted against annotated age (the diagonal is perfect), and the age MAE per true age band as bars."""
+def age_error_plot(predictions: pd.DataFrame, band_table: pd.DataFrame, constant_age: float | None = None) -> plt.Figure:
+    """Predicted against annotated age (the diagonal is perfect), and the age MAE per true age band as bars, each
+    beside the MAE that always answering `constant_age` (say the median training age) gets in that band."""
     figure, (scatter_axis, bar_axis) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1, 1.4]})
     scatter_axis.scatter(predictions["age"], predictions["pred_age"], s=10, alpha=0.5)
     top = float(max(predictions["age"].max(), predictions["pred_age"].max()))
     scatter_axis.plot([0, top], [0, top], color="grey", linestyle="--", label="perfect prediction")
     scatter_axis.set(xlabel="annotated age (years)", ylabel="predicted age (years)", title="Every test face")
     scatter_axis.legend(title="reference", fontsize=9, title_fontsize=9)
-    bars = bar_axis.bar(range(len(band_table)), band_table["age_mae"], color="tab:blue", label="model")
+    bars = bar_axis.bar(range(len(band_table)), band_table["age_mae"], color="tab:blue", label="the model")
     bar_axis.bar_label(bars, labels=[f"n={count}" for count in band_table["n"]], fontsize=8)
     bar_axis.set_xticks(range(len(band_table)), band_table.index)
-    if baseline_mae is not None:
-        bar_axis.axhline(baseline_mae, color="crimson", linestyle="--", label="median training age, all bands")
+    if constant_age is not None:
+        constant = mae_by_band(predictions.assign(pred_age=constant_age)).reindex(band_table.index)["age_mae"]
+        bar_axis.scatter(range(len(band_table)), constant, marker="_", s=600, linewidths=3, color="crimson", zorder=3,
+                         label=f"always {constant_age:.0f} years")
     bar_axis.set(xlabel="annotated age band (years)", ylabel="age MAE (years, lower is better)",
                  title="Mean absolute age error per band")
     bar_axis.legend(title="age MAE of", fontsize=9, title_fontsize=9)

@@ -114,7 +114,7 @@ def drive(page, base: str, not_a_photo: Path) -> None:
         page.goto(f"{base}/lab/tree/notebooks/06_faces_in_the_wild.ipynb?token={TOKEN}")
         expect(page.locator(".jp-Notebook")).to_be_visible(timeout=60_000)
         expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1, timeout=60_000)
-        expect(page.locator(".jp-StatusBar-Widget", has_text="Python 3 (ipykernel) | Idle")).to_have_count(
+        expect(page.locator(".jp-StatusBar-Widget", has_text="faceattr (.venv) | Idle")).to_have_count(
             1, timeout=60_000)
         upload = page.locator("button.widget-upload")
         run_all(page)

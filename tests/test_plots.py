@@ -7,7 +7,7 @@ import numpy as np  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from faceattr.plots import experiments_plot, loss_weight_curves, multitask_plot, training_curves  # noqa: E402
+from faceattr.plots import age_error_plot, experiments_plot, loss_weight_curves, multitask_plot, training_curves  # noqa: E402
 
 HEADS = ("age", "gender", "race")
 
@@ -83,3 +83,17 @@ def test_prediction_grid_frames_large_age_errors_as_well_as_label_mistakes(tmp_p
     assert frames["large"] == to_rgba("darkorange"), "an age more than 10 years off is marked"
     assert frames["close"] == frames["at the limit"] == to_rgba("lightgrey"), "10 years off or less is not marked"
     assert frames["race wrong"] == to_rgba("crimson")
+
+
+def test_age_error_plot_sets_each_bands_error_beside_that_bands_constant_answer():
+    from faceattr.evaluate import mae_by_band
+    from faceattr.labels import age_band
+
+    predictions = pd.DataFrame({"age": [1, 2, 30, 34, 80], "pred_age": [5.0, 2.0, 31.0, 30.0, 60.0]})
+    bands = mae_by_band(predictions)
+    axis = age_error_plot(predictions, bands, constant_age=30).axes[1]
+    assert np.allclose([bar.get_height() for bar in axis.patches], bands["age_mae"])
+    marks = axis.collections[0].get_offsets()[:, 1]
+    errors = (predictions["age"] - 30).abs()
+    by_band = errors.groupby(predictions["age"].map(age_band)).mean()
+    assert np.allclose(marks, by_band.reindex(bands.index))  # 30 years is a good guess at 30, a bad one at 80
