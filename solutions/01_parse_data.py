@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from _shared import split_of
+from _shared import SEED, split_of
 
 
 def exercise_1(data_dir: str, work_dir: Path) -> dict:
@@ -34,9 +34,9 @@ def exercise_2(data_dir: str, work_dir: Path) -> dict:
     from faceattr.data import scan, split_frame
 
     frame = scan(data_dir).frame
-    first, second = split_frame(frame, seed=42), split_frame(frame, seed=43)
-    both = first[["file", "split"]].merge(second[["file", "split"]], on="file", suffixes=("_42", "_43"))
-    moved = int((both["split_42"] != both["split_43"]).sum())
+    first, second = split_frame(frame, seed=SEED), split_frame(frame, seed=SEED + 1)
+    both = first[["file", "split"]].merge(second[["file", "split"]], on="file", suffixes=("_first", "_second"))
+    moved = int((both["split_first"] != both["split_second"]).sum())
     same_counts = first["split"].value_counts().sort_index().equals(second["split"].value_counts().sort_index())
     assert same_counts, "the part sizes should not depend on the seed"
     print(f"{moved} of {len(both)} files change part; the counts per part are the same: {same_counts}")
@@ -50,8 +50,8 @@ def exercise_3(data_dir: str, work_dir: Path) -> dict:
     mix of faces in each part, which is what stratifying by race x gender x age group prevents."""
     split = split_of(data_dir)
     ordered = split.sort_values("file", ignore_index=True)
-    train, holdout = train_test_split(ordered.index, test_size=0.3, random_state=42, stratify=ordered["race"])
-    validation, test = train_test_split(holdout, test_size=0.5, random_state=42,
+    train, holdout = train_test_split(ordered.index, test_size=0.3, random_state=SEED, stratify=ordered["race"])
+    validation, test = train_test_split(holdout, test_size=0.5, random_state=SEED,
                                         stratify=ordered.loc[holdout, "race"])
     by_race = ordered.assign(split="train")
     by_race.loc[validation, "split"], by_race.loc[test, "split"] = "validation", "test"

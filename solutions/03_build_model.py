@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from _shared import TOKEN_EPOCHS, TOKEN_IMAGE_SIZE, split_of
+from _shared import SEED, TOKEN_EPOCHS, TOKEN_IMAGE_SIZE, split_of
 
 BATCH_SIZE = 32
 
@@ -57,7 +57,7 @@ def _train_briefly(model, data_dir: str, age_scale: float, loss_balance: str = "
     from faceattr.train import build_compiled, timed_fit
 
     split = split_of(data_dir)
-    keras.utils.set_random_seed(42)
+    keras.utils.set_random_seed(SEED)
     recipe = resolve_recipe("default", TOKEN_IMAGE_SIZE, loss_balance=loss_balance)
     compiled = build_compiled(recipe, split[split["split"] == "train"], age_scale, model=model)
     datasets = _datasets(data_dir)

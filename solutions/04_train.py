@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from _shared import TOKEN_EPOCHS, TOKEN_IMAGE_SIZE, split_of
+from _shared import SEED, TOKEN_EPOCHS, TOKEN_IMAGE_SIZE, split_of
 
 BATCH_SIZE = 32
 METRICS = ("val_age_mae", "val_gender_accuracy", "val_race_accuracy")
@@ -28,7 +28,7 @@ def _compiled(data_dir: str, loss_balance: str = "uncertainty", loss_weights: di
     from faceattr.train import build_compiled
 
     train = _train_frame(data_dir)
-    keras.utils.set_random_seed(42)
+    keras.utils.set_random_seed(SEED)
     recipe = resolve_recipe("default", TOKEN_IMAGE_SIZE, loss_balance=loss_balance, loss_weights=loss_weights)
     return build_compiled(recipe, train, float(train["age"].max()))
 
@@ -58,7 +58,7 @@ def exercise_1(data_dir: str, work_dir: Path) -> dict:
     from faceattr.pipeline import augmenter, split_datasets
 
     images, _ = next(iter(split_datasets(split_of(data_dir), TOKEN_IMAGE_SIZE, BATCH_SIZE)["train"]))
-    augment = augmenter(42)
+    augment = augmenter(SEED)
     changed = keras.ops.convert_to_numpy(augment(images, training=True))
     unchanged = keras.ops.convert_to_numpy(augment(images, training=False))
     assert np.array_equal(unchanged, images.numpy()), "no augmentation at inference"

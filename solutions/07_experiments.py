@@ -8,9 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from _shared import TOKEN_EPOCHS, TOKEN_IMAGE_SIZE, small_run, split_of
+from _shared import SEED, TOKEN_EPOCHS, TOKEN_IMAGE_SIZE, small_run, split_of
 
-SEED = 42               # the notebooks' seed
 
 
 def training_part(data_dir: str) -> tuple[pd.DataFrame, pd.DataFrame, float]:

@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from _shared import TOKEN_EPOCHS, TOKEN_IMAGE_SIZE, small_run, split_of
+from _shared import SEED, TOKEN_EPOCHS, TOKEN_IMAGE_SIZE, small_run, split_of
 
-SEED = 42               # the notebooks' seed
 NUM_FACES = 4           # the notebook's num_faces
 
 

@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from _shared import TOKEN_EPOCHS, TOKEN_IMAGE_SIZE, small_run, split_of
+from _shared import SEED, TOKEN_EPOCHS, TOKEN_IMAGE_SIZE, small_run, split_of
 
-SEED = 42               # the notebooks' seed
 NUM_BOOTSTRAP = 100     # the notebook's num_bootstrap is 200; fewer resamples give rougher intervals, faster
 
 

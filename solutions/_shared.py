@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from faceattr.defaults import DEFAULT_SEED
+
 TOKEN_EPOCHS = 1          # a solution shows the method; the notebooks' budgets give the real numbers
 TOKEN_IMAGE_SIZE = 32
+SEED = DEFAULT_SEED       # the notebooks' seed
 
 
 @cache
@@ -17,7 +20,7 @@ def split_of(data_dir: str) -> pd.DataFrame:
     """The kit's seeded, stratified split of `data_dir` (a scan/split frame with a `split` column)."""
     from faceattr.data import scan, split_frame
 
-    return split_frame(scan(data_dir).frame, seed=42)
+    return split_frame(scan(data_dir).frame, seed=SEED)
 
 
 @cache
