@@ -3,6 +3,7 @@ user's data folder (never site-packages), and a missing notebook folder is an er
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -11,15 +12,18 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from faceattr.notebook import lesson_notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["-p", "image_size", "32", "-p", "num_epochs", "1", "-p", "experiment_epochs", "1",
-        "-p", "trunk_filters", "[8, 16]", "-p", "architectures", '["default"]', "-p", "batch_size", "32",
-        "-p", "loss_balances", '["fixed"]', "-p", "probe_epochs", "1", "-p", "shortcut_image_size", "32",
-        "-p", "shortcut_epochs", "1", "-p", "study_seeds", "[0]", "-p", "study_epochs", "1", "-p", "num_bootstrap", "20",
-        "-p", "balances", '["none", "sample"]']
+# Not the defaults: every lesson's parameters reach its notebook, and the sequence still chains (one run that
+# checks both the wheel and the chain, since each costs a whole sequence).
+CHAIN = ["-p", "image_size", "32", "-p", "num_epochs", "2", "-p", "experiment_epochs", "1",
+         "-p", "trunk_filters", "[8, 16, 32]", "-p", "architectures", '["default", "batchnorm"]', "-p", "batch_size", "32",
+         "-p", "loss_balances", '["fixed", "uncertainty"]', "-p", "loss_balance", "uncertainty",
+         "-p", "probe_epochs", "1", "-p", "shortcut_image_size", "32", "-p", "shortcut_epochs", "1",
+         "-p", "study_seeds", "[0, 1]", "-p", "study_epochs", "1", "-p", "num_bootstrap", "20"]
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +54,7 @@ def environment(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def test_the_wheel_runs_the_whole_sequence_from_a_folder_outside_the_repo(fresh_venv, tmp_path):
+def test_the_wheel_runs_the_whole_sequence_with_other_parameters_from_a_folder_outside_the_repo(fresh_venv, tmp_path):
     faceattr = fresh_venv / "bin" / "faceattr"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -61,13 +65,27 @@ def test_the_wheel_runs_the_whole_sequence_from_a_folder_outside_the_repo(fresh_
     assert where[0].startswith(str(fresh_venv)) and where[1] == str(tmp_path / "user-data")
     subprocess.run([faceattr, "sample", "faces", "--n", "200"], cwd=elsewhere, env=env, check=True,
                    capture_output=True)
-    result = subprocess.run([faceattr, "run", "--data", "faces", "--out", "run", *TINY], cwd=elsewhere, env=env,
+    result = subprocess.run([faceattr, "run", "--data", "faces", "--out", "run", *CHAIN], cwd=elsewhere, env=env,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "09_fairness.ipynb" in result.stdout and "whole sequence" in result.stdout
+    assert "SYNTHETIC" in result.stdout and "whole sequence" in result.stdout
+    run_dir = elsewhere / "run"
     lessons = [path.name for path in lesson_notebooks()]
-    assert sorted(path.name for path in (elsewhere / "run" / "notebooks").glob("0*.ipynb")) == lessons
-    assert (elsewhere / "run" / "metrics.json").is_file()
+    assert sorted(path.name for path in (run_dir / "notebooks").glob("0*.ipynb")) == lessons
+    with Image.open(run_dir / "figures" / "prediction_grid.png") as grid:
+        assert grid.width > 600 and grid.height > 700
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test"]["n"] == 30 and metrics["synthetic"] is True
+    assert 0 <= metrics["test"]["race_accuracy"] <= 1 and metrics["test"]["age_mae"] > 0
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["image_size"] == 32 and config["num_epochs"] == 2 and config["loss_balance"] == "uncertainty"
+    history = (run_dir / "history.csv").read_text().strip().splitlines()
+    assert len(history) == 1 + 2
+    assert "age_weight" in history[0]  # the learned weights are logged, and 04 plots them
+    assert sorted(path.name for path in (run_dir / "experiments").iterdir()) == [
+        "batchnorm", "default", "default-fixed", "yours"]  # 03's model joins; the default recipe is trained once
+    for figure in ("training_curves", "loss_weights", "experiments", "multitask_vs_single"):
+        assert (run_dir / "figures" / f"{figure}.png").is_file(), figure
     site = Path(where[0]).parent.parent
     assert not (site / "data").exists() and not list((site / "faceattr" / "notebooks").glob("*.png"))
 

@@ -1,12 +1,11 @@
-"""The whole lesson sequence through `faceattr run` (papermill), with non-default parameters."""
+"""The lesson sequence's contract: one literal parameters cell each, the package's defaults, bad parameters, a failing
+notebook, the Colab guard. The whole chain with non-default parameters runs in test_install.py, from a wheel."""
 
-import json
 import subprocess
 import sys
 
 import nbformat
 import pytest
-from PIL import Image
 
 from faceattr.cli import main
 from faceattr.notebook import lesson_notebooks, notebook_parameters
@@ -54,36 +53,6 @@ def test_bad_parameters_fail_before_any_notebook_runs(args, fragment, tmp_path, 
     assert main(["run", "--out", str(tmp_path / "run"), *args]) == 2
     assert fragment in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
-
-
-def test_sequence_chains_with_non_default_parameters(sample_dir, tmp_path, capsys):
-    run_dir = tmp_path / "run"
-    code = main(["run", "--data", str(sample_dir), "--out", str(run_dir), "-p", "image_size", "32",
-                 "-p", "num_epochs", "2", "-p", "experiment_epochs", "1", "-p", "trunk_filters", "[8, 16, 32]",
-                 "-p", "architectures", '["default", "batchnorm"]', "-p", "batch_size", "32",
-                 "-p", "loss_balances", '["fixed", "uncertainty"]', "-p", "loss_balance", "uncertainty",
-                 "-p", "probe_epochs", "1", "-p", "shortcut_image_size", "32", "-p", "shortcut_epochs", "1",
-                 "-p", "study_seeds", "[0, 1]", "-p", "study_epochs", "1", "-p", "num_bootstrap", "20"])
-    assert code == 0
-    output = capsys.readouterr().out
-    assert "SYNTHETIC" in output and "09_fairness.ipynb" in output
-    for path in lesson_notebooks():
-        assert (run_dir / "notebooks" / path.name).is_file()
-    with Image.open(run_dir / "figures" / "prediction_grid.png") as grid:
-        assert grid.width > 600 and grid.height > 700
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["test"]["n"] == 30 and metrics["synthetic"] is True
-    assert 0 <= metrics["test"]["race_accuracy"] <= 1 and metrics["test"]["age_mae"] > 0
-    config = json.loads((run_dir / "config.json").read_text())
-    assert config["image_size"] == 32 and config["num_epochs"] == 2
-    history = (run_dir / "history.csv").read_text().strip().splitlines()
-    assert len(history) == 1 + 2
-    assert sorted(p.name for p in (run_dir / "experiments").iterdir()) == [
-        "batchnorm", "default", "default-fixed", "yours"]  # 03's model joins; the default recipe is trained once
-    assert config["loss_balance"] == "uncertainty"
-    assert "age_weight" in history[0]  # the learned weights are logged, and 04 plots them
-    for figure in ("training_curves", "loss_weights", "experiments", "multitask_vs_single"):
-        assert (run_dir / "figures" / f"{figure}.png").is_file(), figure
 
 
 def test_a_failing_notebook_names_itself_and_the_cell(tmp_path, capsys):
