@@ -81,6 +81,7 @@ class TaskUncertainty(layers.Layer):
     """
 
     def __init__(self, initial_log_variance: dict[str, float] | None = None, rate: float = 10.0, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # outputs stay float32 under mixed precision, like the heads'
         super().__init__(**kwargs)
         self.initial_log_variance = dict(initial_log_variance or {head: 0.0 for head in HEAD_NAMES})
         self.rate = float(rate)

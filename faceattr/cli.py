@@ -83,18 +83,18 @@ def command_scan(args: argparse.Namespace) -> int:
 
 
 def command_cache(args: argparse.Namespace) -> int:
-    """List the kit's cache (tarball extractions, scan results), or clear it."""
+    """List the kit's cache (tarball extractions, scan results, decoded images), or clear it."""
     from faceattr.data import cache_entries, clear_cache, default_cache_dir
 
     if args.clear:
         freed, busy = clear_cache()
         print(f"freed {freed / 1e6:.1f} MB in {default_cache_dir()}"
-              + (f"; kept {len(busy)} extraction(s) another process is using" if busy else ""))
+              + (f"; kept {len(busy)} entries another process is using" if busy else ""))
         return 0
     entries = cache_entries()
     for entry in entries:
         print(f"{entry['kind']:10s} {entry['bytes'] / 1e6:9.1f} MB  {entry['path']}"
-              + (f"  (from {entry['source']})" if entry["source"] else ""))
+              + (f"  ({'from ' if entry['kind'] == 'extraction' else ''}{entry['source']})" if entry["source"] else ""))
     print(f"{len(entries)} entries, {sum(e['bytes'] for e in entries) / 1e6:.1f} MB in {default_cache_dir()}; "
           "`faceattr cache --clear` deletes them (they are rebuilt when needed)")
     return 0
@@ -281,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan_parser.add_argument("--json", action="store_true", help="print one JSON object")
     scan_parser.set_defaults(handler=command_scan)
 
-    cache = commands.add_parser("cache", help="list the kit's cache (tarball extractions, scans), or clear it")
+    cache = commands.add_parser("cache", help="list the kit's cache (tarball extractions, scans, decoded images), or clear it")
     cache.add_argument("--list", action="store_true", help="list the entries and their sizes (the default)")
     cache.add_argument("--clear", action="store_true", help="delete every entry no process is using")
     cache.set_defaults(handler=command_cache)

@@ -258,7 +258,8 @@ def folder_bytes(path: Path) -> int:
 
 
 def cache_entries(cache_dir: Path | None = None) -> list[dict]:
-    """What the cache holds: each tarball extraction (with its archive) and each scan result, with sizes."""
+    """What the cache holds: each tarball extraction (with its archive), each scan result and each decoded-image
+    store, with sizes."""
     cache_dir = cache_dir or default_cache_dir()
     entries = []
     for folder in sorted((cache_dir / "extracted").glob("*")):
@@ -268,6 +269,13 @@ def cache_entries(cache_dir: Path | None = None) -> list[dict]:
             entries.append({"kind": "extraction", "path": folder, "bytes": folder_bytes(folder), "source": archive})
     for pickle in sorted((cache_dir / "scans").glob("*.pkl")):
         entries.append({"kind": "scan", "path": pickle, "bytes": pickle.stat().st_size, "source": ""})
+    for store in sorted((cache_dir / "decoded").glob("*.npy")):  # faceattr.store's decoded images
+        try:
+            count, size = np.load(store, mmap_mode="r").shape[:2]
+            source = f"{count} images at {size} px"
+        except Exception:  # damaged: the next use decodes it again
+            source = "damaged"
+        entries.append({"kind": "decoded", "path": store, "bytes": store.stat().st_size, "source": source})
     return entries
 
 
@@ -283,6 +291,12 @@ def clear_cache(cache_dir: Path | None = None) -> tuple[int, list[Path]]:
                     continue
                 shutil.rmtree(path, ignore_errors=True)
                 path.with_suffix(".json").unlink(missing_ok=True)
+        elif entry["kind"] == "decoded":
+            with locked(f"{path}.lock", blocking=False) as free:  # not while it is being written
+                if not free:
+                    busy.append(path)
+                    continue
+                path.unlink(missing_ok=True)
         else:
             path.unlink(missing_ok=True)
         freed += entry["bytes"]

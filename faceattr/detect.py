@@ -77,9 +77,15 @@ def load_photo(path: str | Path | BinaryIO, name: str | None = None) -> Image.Im
 @lru_cache(maxsize=1)
 def detector():
     """The MTCNN detector (weights ship inside the mtcnn wheel: no download)."""
+    import keras
     from mtcnn import MTCNN
 
-    return MTCNN()
+    chosen = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")  # its networks are float32, whatever the kit trains in
+    try:
+        return MTCNN()
+    finally:
+        keras.mixed_precision.set_global_policy(chosen)
 
 
 def detect_at(photo: Image.Image, scale: float, min_face_size: int, thresholds: dict, pad: float = 0) -> list[dict]:

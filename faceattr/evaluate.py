@@ -139,7 +139,7 @@ def predict(model, frame: pd.DataFrame, image_size: int, batch_size: int = 128) 
     """Run the model over every row of `frame` in batches; return the predictions frame."""
     from faceattr.pipeline import make_dataset
 
-    images = make_dataset(frame, image_size, batch_size, cache=False, with_labels=False)
+    images = make_dataset(frame, image_size, batch_size, with_labels=False)
     return predictions_frame(frame, model.predict(images, verbose=0))
 
 

@@ -64,7 +64,8 @@ def grad_cam(model: keras.Model, images: np.ndarray, head: str, layer_name: str 
     with tf.GradientTape() as tape:
         features, outputs = probe(tf.convert_to_tensor(images, tf.float32), training=False)
         score = head_score(outputs, head)
-    gradients = tape.gradient(score, features)
+    gradients = tf.cast(tape.gradient(score, features), tf.float32)  # mixed precision computes features in
+    features = tf.cast(features, tf.float32)                         # 16 bits; the map is read in 32
     weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
     maps = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1)).numpy()
     peak = maps.reshape(len(maps), -1).max(axis=1).reshape(-1, 1, 1)

@@ -21,14 +21,17 @@ def setup_notebook(seed: int = DEFAULT_SEED) -> str:
     tf = import_tensorflow()
     import keras
     from faceattr.plots import set_style
+    from faceattr.train import choose_precision
 
     keras.utils.set_random_seed(seed)
+    precision = choose_precision()
     tf.get_logger().setLevel("ERROR")  # no retracing notes when a lesson trains several models in a loop
     set_style()
     gpus = tf.config.list_physical_devices("GPU")
     device = (f"{len(gpus)} GPU(s): training runs on the GPU" if gpus
               else f"no GPU, {os.cpu_count()} CPU cores: fine for the sample (seconds per epoch)")
-    return f"faceattr {__version__} | TensorFlow {tf.__version__} | Keras {keras.__version__} | {device}"
+    return (f"faceattr {__version__} | TensorFlow {tf.__version__} | Keras {keras.__version__} | {device} | "
+            f"precision {precision}")
 
 
 def display_path(path: str | Path) -> str:

@@ -1,4 +1,4 @@
-"""tf.data input pipeline: parallel decode, uint8 cache, shuffle, batch, prefetch."""
+"""tf.data input pipeline: decoded uint8 images (from the store), shuffle, batch, cast, augment, prefetch."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pandas as pd
 
 from faceattr import import_tensorflow
 from faceattr.defaults import DEFAULT_SEED, GROUP_BALANCES, check_choice
+from faceattr.store import decoded_images
 
 tf = import_tensorflow()
 from keras import layers  # noqa: E402  (after the quiet TensorFlow import)
@@ -54,16 +55,33 @@ def group_weights(frame: pd.DataFrame) -> np.ndarray:
     return (weights * len(frame) / weights.sum()).astype("float32")
 
 
+def images_of(frame: pd.DataFrame, image_size: int, cache: bool = True) -> tf.data.Dataset:
+    """The frame's images as uint8 `decode_image` output, in row order: read from the decoded-image store
+    (`faceattr.store`: decoded once, on first use, then shared by every run) or, without `cache`, decoded
+    on every pass."""
+    if cache:
+        return tf.data.Dataset.from_tensor_slices(decoded_images(frame["path"], image_size))
+    paths = tf.data.Dataset.from_tensor_slices(frame["path"].to_numpy(str))
+    return paths.map(lambda path: decode_image(path, image_size), num_parallel_calls=AUTOTUNE)
+
+
+def examples_of(frame: pd.DataFrame, images: tf.data.Dataset, weighted: bool = False) -> tf.data.Dataset:
+    """Zip the frame's images with its targets and, when `weighted`, each image's `group_weights`."""
+    parts = (images, tf.data.Dataset.from_tensor_slices(labels_of(frame)))
+    if weighted:
+        parts += (tf.data.Dataset.from_tensor_slices(group_weights(frame)),)
+    return tf.data.Dataset.zip(*parts)
+
+
 def balanced_dataset(frame: pd.DataFrame, image_size: int, batch_size: int, seed: int = DEFAULT_SEED,
                      augment: bool = False) -> tf.data.Dataset:
     """Training batches drawn evenly from every race x gender group (rarer groups' images repeat), one epoch
     being as many images as `frame` holds."""
-    groups = [part for _, part in frame.groupby(GROUP_COLUMNS)]
-    streams = [tf.data.Dataset.zip(tf.data.Dataset.from_tensor_slices(part["path"].to_numpy(str))
-                                   .map(lambda path: decode_image(path, image_size), num_parallel_calls=AUTOTUNE),
-                                   tf.data.Dataset.from_tensor_slices(labels_of(part)))
-               .cache().shuffle(len(part), seed=seed).repeat() for part in groups]
-    mixed = tf.data.Dataset.sample_from_datasets(streams, weights=[1 / len(groups)] * len(groups), seed=seed)
+    pixels = decoded_images(frame["path"], image_size)
+    positions = frame.reset_index(drop=True).groupby(GROUP_COLUMNS).indices.values()  # each group, in row order
+    streams = [examples_of(frame.iloc[rows], tf.data.Dataset.from_tensor_slices(pixels[rows]))
+               .shuffle(len(rows), seed=seed).repeat() for rows in positions]
+    mixed = tf.data.Dataset.sample_from_datasets(streams, weights=[1 / len(streams)] * len(streams), seed=seed)
     return finish(mixed.take(len(frame)), batch_size, augment, seed)
 
 
@@ -79,22 +97,15 @@ def finish(dataset: tf.data.Dataset, batch_size: int, augment: bool, seed: int) 
 
 
 def make_dataset(frame: pd.DataFrame, image_size: int, batch_size: int, shuffle: bool = False,
-                 augment: bool = False, seed: int = DEFAULT_SEED, cache: bool | str = True,
+                 augment: bool = False, seed: int = DEFAULT_SEED, cache: bool = True,
                  with_labels: bool = True, weighted: bool = False) -> tf.data.Dataset:
     """Build batches of (float32 pixels in 0..255, {head: target}) from a scan/split frame; with `weighted`, a
-    third element holds each image's `group_weights`."""
-    paths = tf.data.Dataset.from_tensor_slices(frame["path"].to_numpy(str))
-    images = paths.map(lambda path: decode_image(path, image_size), num_parallel_calls=AUTOTUNE)
+    third element holds each image's `group_weights`. `cache` reads the decoded-image store (see `images_of`)."""
+    images = images_of(frame, image_size, cache)
     if not with_labels:
-        dataset = images.cache("" if cache is True else str(cache)) if cache else images
-        return dataset.batch(batch_size).map(lambda pixels: tf.cast(pixels, tf.float32),
+        return images.batch(batch_size).map(lambda pixels: tf.cast(pixels, tf.float32),
                                              num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
-    parts = (images, tf.data.Dataset.from_tensor_slices(labels_of(frame)))
-    if weighted:
-        parts += (tf.data.Dataset.from_tensor_slices(group_weights(frame)),)
-    dataset = tf.data.Dataset.zip(*parts)
-    if cache:
-        dataset = dataset.cache("" if cache is True else str(cache))  # uint8: 4x smaller than float32
+    dataset = examples_of(frame, images, weighted)
     if shuffle:
         dataset = dataset.shuffle(len(frame), seed=seed, reshuffle_each_iteration=True)
     return finish(dataset, batch_size, augment, seed)

@@ -59,6 +59,7 @@ def exercise_1(data_dir: str, work_dir: Path) -> dict:
         features, outputs = probe(faces, training=False)
         score = tf.reduce_max(outputs["gender"], axis=-1)
     gradients = tape.gradient(score, features)
+    features, gradients = tf.cast(features, tf.float32), tf.cast(gradients, tf.float32)  # as in section 1
     weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
     cam = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1)).numpy()
     cam = cam / np.maximum(cam.max(axis=(1, 2), keepdims=True), 1e-12)

@@ -22,6 +22,16 @@ def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     return cache
 
 
+@pytest.fixture(autouse=True)
+def float32_after_each_test() -> None:
+    """Reset Keras's global dtype policy after a test that chose a precision, so no other test inherits it."""
+    yield
+    import sys
+
+    if "keras" in sys.modules:
+        sys.modules["keras"].mixed_precision.set_global_policy("float32")
+
+
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small synthetic sample (200 faces plus planted quirks), built once per session."""

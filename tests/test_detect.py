@@ -41,6 +41,17 @@ def test_grace_hopper_has_one_face_with_both_eyes_in_its_box(hopper):
     assert inside(face["keypoints"]["left_eye"], face["box"]) and inside(face["keypoints"]["right_eye"], face["box"])
 
 
+def test_detection_works_while_the_kit_trains_in_mixed_precision(hopper):
+    import keras
+
+    from faceattr.detect import detector
+
+    detector.cache_clear()   # built afresh under the mixed policy, as in a notebook after setup_notebook
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    faces = detect_faces(hopper)
+    assert len(faces) == 1 and keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+
+
 def test_two_copies_side_by_side_give_two_faces(hopper):
     pair = Image.new("RGB", (hopper.width * 2, hopper.height))
     pair.paste(hopper, (0, 0))

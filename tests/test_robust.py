@@ -245,10 +245,17 @@ def test_cache_listing_skips_half_made_extractions_and_names_unknown_sources(tmp
     for name in ("one", "two"):
         (cache / "scans").mkdir(exist_ok=True)
         (cache / "scans" / f"{name}.pkl").write_bytes(b"123")
+    (cache / "decoded").mkdir()
+    np.save(cache / "decoded" / "k-8px.npy", np.zeros((2, 8, 8, 3), np.uint8))
+    (cache / "decoded" / "bad-8px.npy").write_bytes(b"xyz")
+    stored = (cache / "decoded" / "k-8px.npy").stat().st_size
     entries = data.cache_entries(cache)
     assert [(e["kind"], e["path"].name, e["bytes"], e["source"]) for e in entries] == [
-        ("extraction", "abc", 5, "?"), ("scan", "one.pkl", 3, ""), ("scan", "two.pkl", 3, "")]
-    assert data.clear_cache(cache) == (11, [])
+        ("extraction", "abc", 5, "?"), ("scan", "one.pkl", 3, ""), ("scan", "two.pkl", 3, ""),
+        ("decoded", "bad-8px.npy", 3, "damaged"), ("decoded", "k-8px.npy", stored, "2 images at 8 px")]
+    with data.locked(cache / "decoded" / "k-8px.npy.lock"):  # being written by another process
+        assert data.clear_cache(cache) == (14, [cache / "decoded" / "k-8px.npy"])
+    assert data.clear_cache(cache) == (stored, [])
     assert data.cache_entries(cache) == []
 
 

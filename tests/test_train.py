@@ -140,3 +140,60 @@ def test_timed_fit_names_a_single_heads_columns_by_head_and_times_each_epoch(tin
     history = timed_fit(model, datasets["train"].map(race_only), datasets["validation"].map(race_only), 2)
     assert {"race_loss", "race_accuracy", "val_race_loss", "val_race_accuracy"} <= set(history.columns)
     assert list(history["epoch"]) == [1, 2] and history["seconds"].is_monotonic_increasing
+
+
+@pytest.mark.parametrize("flags, expected", [("fpu avx512f avx512_bf16 sse", True), ("fpu amx_bf16", True),
+                                             ("fpu avx512f avx512_vnni", False)])
+def test_cpu_has_bfloat16_reads_the_cpuinfo_flags(tmp_path, flags, expected):
+    from faceattr.train import cpu_has_bfloat16
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    assert cpu_has_bfloat16(cpuinfo) is expected
+    assert cpu_has_bfloat16(tmp_path / "missing") is False   # not Linux: no native bfloat16 assumed
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bfloat16_only_on_a_cpu_that_has_it(monkeypatch, native):
+    import faceattr.train as train
+
+    monkeypatch.setattr(train, "cpu_has_bfloat16", lambda: native)
+    monkeypatch.setattr(train.tf.config, "list_physical_devices", lambda kind=None: [])   # no GPU
+    monkeypatch.delenv("FACEATTR_PRECISION", raising=False)
+    expected = "mixed_bfloat16" if native else "float32"
+    assert train.choose_precision() == expected
+    assert keras.mixed_precision.global_policy().name == expected
+    assert build_model(image_size=32, trunk_filters=(8,)).get_layer("conv1").compute_dtype == expected.removeprefix("mixed_")
+    monkeypatch.setenv("FACEATTR_PRECISION", "float32")      # the user's switch wins over the CPU
+    assert train.choose_precision() == "float32" == keras.mixed_precision.global_policy().name
+
+
+def test_unknown_precision_names_the_choices(monkeypatch):
+    from faceattr.errors import SettingsError
+    from faceattr.train import choose_precision
+
+    monkeypatch.setenv("FACEATTR_PRECISION", "float8")
+    with pytest.raises(SettingsError, match=r"'float8'.*auto, float32"):
+        choose_precision()
+
+
+def test_prebuild_makes_fit_trace_the_training_step_once():
+    import tensorflow as tf
+
+    from faceattr.train import prebuild
+
+    images = np.zeros((8, 32, 32, 3), "float32")
+    targets = {"age": np.full(8, 30.0, "float32"), "gender": np.zeros(8, "int32"), "race": np.zeros(8, "int32")}
+    data = tf.data.Dataset.from_tensor_slices((images, targets)).batch(4)
+    model = compile_model(build_model(image_size=32, trunk_filters=(8,)))
+    traces, train_step = [], model.train_step
+
+    def counted(batch):
+        traces.append(1)
+        return train_step(batch)
+
+    model.train_step = counted
+    prebuild(model, data)
+    assert model.optimizer.built
+    model.fit(data, epochs=2, verbose=0)
+    assert len(traces) == 1   # without the pre-build, the first trace creates variables and TensorFlow traces again
