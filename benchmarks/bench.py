@@ -1,6 +1,6 @@
 """Side-by-side speed benchmarks: the student report's pipeline vs faceattr, same files, same run.
 
-Usage: python benchmarks/bench.py [--data DATA] [--epochs 3] [--out benchmarks/results]
+Usage: python benchmarks/bench.py [--data DATA] [--epochs 3] [--out benchmarks/results] [--only PHASE,...]
 Each phase runs in its own subprocess, so its peak resident memory is its own.
 """
 
@@ -73,7 +73,8 @@ def load_split(data: str):
 
 
 def phase_input(data: str, epochs: int) -> dict:
-    """Input images/s: report generator vs faceattr tf.data (first and cached epoch), at 198 px."""
+    """Input images/s at 198 px: the report's generator against faceattr's tf.data, for a cold first epoch (decoding
+    into an empty decoded-image store), the first epoch of a rerun (a new dataset reading the store) and a later epoch."""
     from faceattr.pipeline import make_dataset
 
     split = load_split(data)
@@ -83,15 +84,21 @@ def phase_input(data: str, epochs: int) -> dict:
     for _ in range(int(np.ceil(len(train) / REPORT_BATCH))):
         next(generator)
     report_rate = len(train) / (time.perf_counter() - started)
-    dataset = make_dataset(train, REPORT_SIZE, REPORT_BATCH, shuffle=True)
-    rates = []
-    for _ in range(2):
+
+    def epoch_rate(dataset) -> float:
+        """Images/s of one pass over `dataset`."""
         started = time.perf_counter()
         for _batch in dataset:
             pass
-        rates.append(len(train) / (time.perf_counter() - started))
-    return {"images": len(train), "report_images_per_s": report_rate, "faceattr_first_epoch_images_per_s": rates[0],
-            "faceattr_cached_epoch_images_per_s": rates[1]}
+        return len(train) / (time.perf_counter() - started)
+
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["FACEATTR_CACHE_DIR"] = cache  # an empty store: the cold first pass decodes every image
+        cold = epoch_rate(make_dataset(train, REPORT_SIZE, REPORT_BATCH, shuffle=True))
+        rerun_dataset = make_dataset(train, REPORT_SIZE, REPORT_BATCH, shuffle=True)  # as a new run or notebook would
+        rerun, later = epoch_rate(rerun_dataset), epoch_rate(rerun_dataset)
+    return {"images": len(train), "report_images_per_s": report_rate, "faceattr_first_epoch_images_per_s": cold,
+            "faceattr_rerun_first_epoch_images_per_s": rerun, "faceattr_cached_epoch_images_per_s": later}
 
 
 def phase_train_report(data: str, epochs: int) -> dict:
@@ -101,6 +108,7 @@ def phase_train_report(data: str, epochs: int) -> dict:
     from faceattr.evaluate import predictions_frame, summary_metrics
 
     keras.utils.set_random_seed(42)
+    keras.mixed_precision.set_global_policy("float32")  # the report's setup
     split = load_split(data)
     train, test = split[split["split"] == "train"], split[split["split"] == "test"]
     max_age = float(train["age"].max())
@@ -231,6 +239,148 @@ def phase_tradeoff(data: str, epochs: int) -> dict:
     return {"epochs": 2 * epochs, "rows": rows}
 
 
+def forward_flops(model) -> int:
+    """Floating-point operations of one image's forward pass through the convolutions and dense layers
+    (2 per multiply-add; activations, pooling and normalisation are left out: under 1% here)."""
+    import keras
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            total += forward_flops(layer)
+        elif isinstance(layer, keras.layers.Conv2D):
+            height, width, channels_out = layer.output.shape[1:]
+            kernel_h, kernel_w = layer.kernel_size
+            total += 2 * height * width * kernel_h * kernel_w * layer.input.shape[-1] * channels_out
+        elif isinstance(layer, keras.layers.Dense):
+            total += 2 * layer.input.shape[-1] * layer.units
+    return total
+
+
+def matmul_peak(dtype: str, size: int = 2048, repeats: int = 10) -> float:
+    """GFLOP/s of a large square matmul in `dtype`: the machine's practical peak for dense maths."""
+    from faceattr.pipeline import tf
+
+    matrix = tf.cast(tf.random.normal((size, size)), dtype)
+    product = tf.function(lambda m: tf.matmul(m, m))
+    product(matrix).numpy()  # warm-up
+    started = time.perf_counter()
+    for _ in range(repeats):
+        result = product(matrix)
+    result.numpy()
+    return 2 * size ** 3 * repeats / (time.perf_counter() - started) / 1e9
+
+
+def training_rate(arch: str, size: int, batch: int, precision: str, split, steps: int = 30,
+                  jit: bool = False) -> float:
+    """Steady-state training images/s of ARCH at SIZE px: `steps` batches of random pixels after a warm-up
+    (pure compute: the input pipeline is measured in the input phase)."""
+    import keras
+
+    from faceattr.defaults import resolve_recipe
+    from faceattr.pipeline import tf
+    from faceattr.train import build_compiled
+
+    keras.mixed_precision.set_global_policy(precision)
+    train = split[split["split"] == "train"]
+    keras.utils.set_random_seed(42)
+    model = build_compiled(resolve_recipe(arch, size), train, float(train["age"].max()))
+    model.jit_compile = jit
+    images = tf.random.uniform((batch, size, size, 3), 0, 255)
+    targets = {"age": tf.fill((batch,), 30.0), "gender": tf.zeros((batch,), tf.int32),
+               "race": tf.zeros((batch,), tf.int32)}
+    data = tf.data.Dataset.from_tensors((images, targets)).repeat(steps)
+    model.fit(data.take(3), verbose=0)  # trace and warm up
+    started = time.perf_counter()
+    model.fit(data, verbose=0)
+    rate = steps * batch / (time.perf_counter() - started)
+    keras.mixed_precision.set_global_policy("float32")
+    return rate
+
+
+ROOFLINE_TRIES = [  # (arch, size, batch, precision, jit): the kit's default first, then each thing tried
+    ("default", 64, 32, "float32", False), ("default", 64, 128, "float32", False),
+    ("default", 64, 32, "float32", True), ("default", 64, 32, "mixed_bfloat16", False),
+    ("default", 64, 128, "mixed_bfloat16", False), ("original", 198, 64, "float32", False),
+    ("original", 198, 64, "mixed_bfloat16", False)]
+
+
+def phase_roofline(data: str, epochs: int) -> dict:
+    """The machine's matmul peak (float32, bfloat16) and each model's achieved GFLOP/s while training, against it.
+    Training counts 3x the forward FLOPs (forward, gradient of the inputs, gradient of the weights)."""
+    from faceattr.model import make_model
+    from faceattr.pipeline import tf
+    from faceattr.train import cpu_has_bfloat16
+
+    split = load_split(data)
+    peaks = {"float32": matmul_peak("float32")}
+    if cpu_has_bfloat16():
+        peaks["mixed_bfloat16"] = matmul_peak("bfloat16")
+    rows = []
+    for arch, size, batch, precision, jit in ROOFLINE_TRIES:
+        if precision not in peaks:
+            continue
+        flops = 3 * forward_flops(make_model(arch, size))
+        rate = training_rate(arch, size, batch, precision, split, jit=jit)
+        rows.append({"arch": arch, "image_size": size, "batch": batch, "precision": precision, "jit_compile": jit,
+                     "train_gflop_per_image": flops / 1e9, "images_per_s": rate, "gflop_per_s": rate * flops / 1e9,
+                     "fraction_of_float32_peak": rate * flops / 1e9 / peaks["float32"],
+                     "fraction_of_own_peak": rate * flops / 1e9 / peaks[precision]})
+    return {"peak_gflop_per_s": peaks, "threads": {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+                                                   "inter_op": tf.config.threading.get_inter_op_parallelism_threads()},
+            "rows": rows}
+
+
+THREAD_SETTINGS = [(0, 0), (1, 1), (2, 1), (1, 2), (2, 2)]  # (intra-op, inter-op); 0 lets TensorFlow choose
+
+
+def phase_threads(data: str, epochs: int) -> dict:
+    """TensorFlow's thread pools: the default's steady-state training images/s (64 px, batch 32, the kit's
+    precision) for each setting in THREAD_SETTINGS, each in a fresh process (they are fixed at start-up)."""
+    import keras
+
+    policy = keras.mixed_precision.global_policy().name
+    rows = []
+    for intra, inter in THREAD_SETTINGS:
+        script = ("import json, sys; sys.path.insert(0, 'benchmarks'); import tensorflow as tf\n"
+                  f"tf.config.threading.set_intra_op_parallelism_threads({intra})\n"
+                  f"tf.config.threading.set_inter_op_parallelism_threads({inter})\n"
+                  f"import bench; split = bench.load_split({data!r})\n"
+                  f"print(json.dumps(bench.training_rate('default', 64, 32, {policy!r}, split)))\n")
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+        if result.returncode != 0:
+            raise SystemExit(f"threads {intra}/{inter} failed:\n{result.stderr[-2000:]}")
+        rows.append({"intra_op": intra, "inter_op": inter, "precision": policy,
+                     "images_per_s": json.loads(result.stdout.strip().splitlines()[-1])})
+    return {"rows": rows}
+
+
+def phase_precision(data: str, epochs: int) -> dict:
+    """float32 against mixed_bfloat16 (where the CPU has it): the default recipe, 3 seeds, DEFAULT_EPOCHS epochs
+    each, validation scores after the last epoch and seconds per cached epoch."""
+    import keras
+
+    from faceattr.defaults import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_IMAGE_SIZE, resolve_recipe
+    from faceattr.pipeline import split_datasets
+    from faceattr.train import build_compiled, cpu_has_bfloat16, timed_fit
+
+    split = load_split(data)
+    train = split[split["split"] == "train"]
+    datasets = split_datasets(split, DEFAULT_IMAGE_SIZE, DEFAULT_BATCH_SIZE, seed=42)
+    rows = []
+    for precision in ("float32", "mixed_bfloat16") if cpu_has_bfloat16() else ("float32",):
+        keras.mixed_precision.set_global_policy(precision)
+        for seed in range(3):
+            keras.utils.set_random_seed(seed)
+            model = build_compiled(resolve_recipe("default"), train, float(train["age"].max()))
+            history = timed_fit(model, datasets["train"], datasets["validation"], DEFAULT_EPOCHS)
+            last = history.iloc[-1]
+            rows.append({"precision": precision, "seed": seed, "first_epoch_seconds": history["seconds"].iloc[0],
+                         "seconds_per_epoch": (last["seconds"] - history["seconds"].iloc[0]) / (DEFAULT_EPOCHS - 1),
+                         **{key: last[f"val_{key}"] for key in ("gender_accuracy", "race_accuracy", "age_mae")}})
+    return {"epochs": DEFAULT_EPOCHS, "rows": rows}
+
+
 BALANCE_CANDIDATES = ["old default (fixed 1/1/1)", "kit default", "report (198 px, its losses)"]
 
 
@@ -256,7 +406,8 @@ def pick(metrics: dict) -> dict:
 
 PHASES = {"input": phase_input, "train_report": phase_train_report, "train_default": phase_train_default,
           "inference": phase_inference, "scan": phase_scan, "memory_24k": phase_memory_24k,
-          "tradeoff": phase_tradeoff, "balance": phase_balance}
+          "tradeoff": phase_tradeoff, "balance": phase_balance, "roofline": phase_roofline,
+          "threads": phase_threads, "precision": phase_precision}
 
 
 # ---------------------------------------------------------------- driver
@@ -292,6 +443,8 @@ def ratios(results: dict) -> dict:
     inference, scan = results["inference"], results["scan"]
     return {
         "input_first_epoch_x": data_input["faceattr_first_epoch_images_per_s"] / data_input["report_images_per_s"],
+        "input_rerun_first_epoch_x": (data_input["faceattr_rerun_first_epoch_images_per_s"]
+                                      / data_input["report_images_per_s"]),
         "input_cached_epoch_x": data_input["faceattr_cached_epoch_images_per_s"] / data_input["report_images_per_s"],
         "training_x": default["train_images_per_s"] / report["train_images_per_s"],
         "gender_accuracy_delta": default["gender_accuracy"] - report["gender_accuracy"],
@@ -301,7 +454,31 @@ def ratios(results: dict) -> dict:
         "scan_24k_cold_seconds": scan["cold_seconds"],
         "scan_24k_cached_seconds": scan["cached_seconds"],
         "memory_24k_training_peak_mb": results["memory_24k"]["peak_rss_mb"],
+        **roofline_ratios(results["roofline"]),
+        **precision_ratios(results["precision"]),
     }
+
+
+def roofline_ratios(roofline: dict) -> dict:
+    """The default's (64 px, batch 32) and the report model's (198 px, batch 64) achieved share of the float32
+    matmul peak, in float32 and in the kit's precision where it differs."""
+    found = {}
+    for row in roofline["rows"]:
+        if not row["jit_compile"] and (row["arch"], row["batch"]) in (("default", 32), ("original", 64)):
+            found[f"{row['arch']}_{row['precision']}_fraction_of_float32_peak"] = row["fraction_of_float32_peak"]
+    return found
+
+
+def precision_ratios(precision: dict) -> dict:
+    """mixed_bfloat16 against float32: the speed-up per epoch and the change in each validation score (means)."""
+    import pandas as pd
+
+    means = pd.DataFrame(precision["rows"]).groupby("precision").mean(numeric_only=True)
+    if "mixed_bfloat16" not in means.index:
+        return {}
+    half, full = means.loc["mixed_bfloat16"], means.loc["float32"]
+    return {"bfloat16_epoch_speedup_x": full["seconds_per_epoch"] / half["seconds_per_epoch"],
+            **{f"bfloat16_{key}_delta": half[key] - full[key] for key in ("gender_accuracy", "race_accuracy", "age_mae")}}
 
 
 def print_table(results: dict, summary: dict) -> None:
@@ -310,7 +487,9 @@ def print_table(results: dict, summary: dict) -> None:
     inference = results["inference"]
     rows = [
         ("input images/s (198 px)", f"{data_input['report_images_per_s']:.0f}",
-         f"{data_input['faceattr_first_epoch_images_per_s']:.0f} first / {data_input['faceattr_cached_epoch_images_per_s']:.0f} cached"),
+         f"{data_input['faceattr_first_epoch_images_per_s']:.0f} cold / "
+         f"{data_input['faceattr_rerun_first_epoch_images_per_s']:.0f} rerun / "
+         f"{data_input['faceattr_cached_epoch_images_per_s']:.0f} later"),
         ("training images/s", f"{report['train_images_per_s']:.1f} (original, 198 px)",
          f"{default['train_images_per_s']:.0f} (default, 64 px)"),
         (f"test gender acc after {report['epochs']} epochs", f"{report['gender_accuracy']:.3f}", f"{default['gender_accuracy']:.3f}"),
@@ -337,6 +516,21 @@ def print_table(results: dict, summary: dict) -> None:
     for key, row in results["balance"]["at_end"].items():
         print(f"  {key.split(' | ')[1]:34s} " + "  ".join(f"{metric} {row[metric]['mean']:.3f} ± {row[metric]['sd']:.3f}"
                                                    for metric in ("gender_accuracy", "race_accuracy", "age_mae")))
+    roofline = results["roofline"]
+    print("roofline: matmul peak " + ", ".join(f"{name} {value:.0f} GFLOP/s" for name, value in roofline["peak_gflop_per_s"].items())
+          + f"; TensorFlow threads {roofline['threads']}")
+    print(f"  {'arch':9s} {'size':>4s} {'batch':>5s} {'precision':>15s} {'jit':>5s} {'GFLOP/img':>9s} {'img/s':>7s} "
+          f"{'GFLOP/s':>8s} {'of fp32 peak':>12s}")
+    for row in roofline["rows"]:
+        print(f"  {row['arch']:9s} {row['image_size']:4d} {row['batch']:5d} {row['precision']:>15s} {str(row['jit_compile']):>5s} "
+              f"{row['train_gflop_per_image']:9.3f} {row['images_per_s']:7.0f} {row['gflop_per_s']:8.1f} "
+              f"{row['fraction_of_float32_peak']:12.0%}")
+    print("threads (intra-op / inter-op; 0 = TensorFlow's choice): " + ", ".join(
+        f"{row['intra_op']}/{row['inter_op']} {row['images_per_s']:.0f} img/s" for row in results["threads"]["rows"]))
+    print(f"precision: {results['precision']['epochs']} epochs, validation, per seed:")
+    for row in results["precision"]["rows"]:
+        print(f"  {row['precision']:15s} seed {row['seed']}  {row['seconds_per_epoch']:.2f} s/epoch  gender "
+              f"{row['gender_accuracy']:.3f}  race {row['race_accuracy']:.3f}  age MAE {row['age_mae']:.2f}")
     print("ratios: " + ", ".join(f"{k} {v:.2f}" for k, v in summary.items()))
 
 
@@ -347,24 +541,41 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--phase", choices=sorted(PHASES))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--only", metavar="PHASES", help="comma-separated phases to run again; the others are kept "
+                                                         "from this machine's last results file")
     args = parser.parse_args()
     from faceattr.data import resolve_data_dir
 
     data = str(resolve_data_dir(args.data))
     if args.phase:
+        from faceattr.train import choose_precision
+
+        # the kit's own precision (FACEATTR_PRECISION, else "auto"); the report's phases and the precision and
+        # roofline phases set theirs
+        choose_precision()
         payload = PHASES[args.phase](data, args.epochs)
         payload["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(payload))
         return 0
+    info = machine()
+    slug = "".join(c if c.isalnum() else "-" for c in info["cpu"].lower()).strip("-")[:40] + f"-{info['cores']}cores"
+    out = Path(args.out) / f"{slug}.json"
+    names = ["scan", "input", "train_default", "train_report", "inference", "memory_24k", "tradeoff", "roofline",
+             "threads", "precision", "balance"]
     results = {}
-    for name in ("scan", "input", "train_default", "train_report", "inference", "memory_24k", "tradeoff", "balance"):
+    if args.only:
+        unknown = sorted(set(args.only.split(",")) - set(names))
+        if unknown:
+            raise SystemExit(f"unknown phase {unknown[0]!r}; the phases are: {', '.join(names)}")
+        if not out.exists():
+            raise SystemExit(f"--only needs an earlier full run's {out.relative_to(ROOT)}; run `make bench` first")
+        results = json.loads(out.read_text())["results"]
+        names = args.only.split(",")
+    for name in names:
         print(f"running {name} ...", flush=True)
         results[name] = run_phase(name, data, args.epochs)
     summary = ratios(results)
     print_table(results, summary)
-    info = machine()
-    slug = "".join(c if c.isalnum() else "-" for c in info["cpu"].lower()).strip("-")[:40] + f"-{info['cores']}cores"
-    out = Path(args.out) / f"{slug}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": info, "data": args.data, "epochs": args.epochs, "ratios": summary,
                                "results": results}, indent=2) + "\n")
