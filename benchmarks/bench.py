@@ -425,7 +425,7 @@ def run_phase(name: str, data: str, epochs: int) -> dict:
 
 def machine() -> dict:
     """CPU model, cores and package versions."""
-    from faceattr.train import package_versions
+    from faceattr.runs import package_versions
 
     model = platform.processor() or "unknown"
     cpuinfo = Path("/proc/cpuinfo")
@@ -511,11 +511,13 @@ def print_table(results: dict, summary: dict) -> None:
     for row in results["tradeoff"]["rows"]:
         print(f"  {row['arch']:10s} {row['image_size']:5d} {row['parameters']:9,d} {row['seconds_per_epoch']:8.2f} "
               f"{row['gender_accuracy']:7.3f} {row['race_accuracy']:6.3f} {row['age_mae']:8.1f}")
-    print(f"balance on the validation split after {results['balance']['epochs']} epochs, mean ± sd over "
-          f"{results['balance']['seeds']} seeds:")
-    for key, row in results["balance"]["at_end"].items():
-        print(f"  {key.split(' | ')[1]:34s} " + "  ".join(f"{metric} {row[metric]['mean']:.3f} ± {row[metric]['sd']:.3f}"
-                                                   for metric in ("gender_accuracy", "race_accuracy", "age_mae")))
+    if "balance" in results:  # a results file from before the balance phase has none
+        print(f"balance on the validation split after {results['balance']['epochs']} epochs, mean ± sd over "
+              f"{results['balance']['seeds']} seeds:")
+        for key, row in results["balance"]["at_end"].items():
+            print(f"  {key.split(' | ')[1]:34s} " + "  ".join(f"{metric} {row[metric]['mean']:.3f} ± "
+                                                       f"{row[metric]['sd']:.3f}"
+                                                       for metric in ("gender_accuracy", "race_accuracy", "age_mae")))
     roofline = results["roofline"]
     print("roofline: matmul peak " + ", ".join(f"{name} {value:.0f} GFLOP/s" for name, value in roofline["peak_gflop_per_s"].items())
           + f"; TensorFlow threads {roofline['threads']}")
@@ -575,10 +577,10 @@ def main() -> int:
         print(f"running {name} ...", flush=True)
         results[name] = run_phase(name, data, args.epochs)
     summary = ratios(results)
-    print_table(results, summary)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)  # written before printing: a printing bug loses nothing
     out.write_text(json.dumps({"machine": info, "data": args.data, "epochs": args.epochs, "ratios": summary,
                                "results": results}, indent=2) + "\n")
+    print_table(results, summary)
     print(f"wrote {out.relative_to(ROOT)}")
     return 0
 

@@ -40,14 +40,31 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def saved_image_size(path: Path) -> int | None:
-    """The image size a saved .keras model takes, read from its config without TensorFlow; None if unreadable."""
+def saved_layers(path: Path) -> list[dict] | None:
+    """The layer configs of a saved .keras model, read without TensorFlow; None if unreadable."""
     try:
         with zipfile.ZipFile(path) as archive:
-            layers = json.loads(archive.read("config.json"))["config"]["layers"]
-        shape = next(layer["config"]["batch_shape"] for layer in layers if layer["class_name"] == "InputLayer")
+            return json.loads(archive.read("config.json"))["config"]["layers"]
+    except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile):
+        return None
+
+
+def saved_image_size(path: Path) -> int | None:
+    """The image size a saved .keras model takes; None if unreadable."""
+    try:
+        shape = next(layer["config"]["batch_shape"] for layer in saved_layers(path) if layer["class_name"] == "InputLayer")
         return int(shape[1])
-    except (OSError, KeyError, TypeError, ValueError, StopIteration, zipfile.BadZipFile):
+    except (KeyError, TypeError, ValueError, StopIteration):
+        return None
+
+
+def saved_precision(path: Path) -> str | None:
+    """The dtype policy a saved model's first convolution computes in ("float32", "mixed_bfloat16", ...): a layer
+    keeps the precision it was built in. None if unreadable or without a convolution."""
+    try:
+        dtype = next(layer["config"]["dtype"] for layer in saved_layers(path) if layer["class_name"] == "Conv2D")
+        return dtype["config"]["name"] if isinstance(dtype, dict) else str(dtype)
+    except (KeyError, TypeError, StopIteration):
         return None
 
 
@@ -110,10 +127,15 @@ class RunFolder:
                     raise RunDirError(f"{self.root} is still being written by another process (a training); "
                                       "wait for it to finish.")
 
-    def stale_notes(self, before_training: bool = False) -> list[str]:
+    def stale_notes(self, before_training: bool = False, precision: str | None = None) -> list[str]:
         """Warnings for the edit-and-retrain loop: notebook 03's model older than the split, or (unless about to
-        train) newer than the trained model, so 05 would evaluate an older model than the one the student built."""
+        train) newer than the trained model, so 05 would evaluate an older model than the one the student built;
+        and, given the `precision` training will use, 03's model built in another one."""
         notes = []
+        built_in = saved_precision(self.untrained) if precision and self.untrained.exists() else None
+        if built_in and built_in != precision:
+            notes.append(f"{self.untrained.name} was built in {built_in} and its layers keep it, but the kit now "
+                         f"computes in {precision}: rerun notebook 03 to build it in {precision}.")
         if self.untrained.exists() and self.split.exists() and \
                 self.untrained.stat().st_mtime < self.split.stat().st_mtime:
             notes.append(f"{self.untrained.name} was saved before {self.split.name} was made: rerun notebook 03 "

@@ -1,8 +1,8 @@
 """The decoded-image store: each list of images is decoded once per image size and kept in the kit's cache as a
 uint8 `.npy` file, so every later epoch, run and notebook reads pixels instead of decoding JPEGs again.
 
-A store is keyed by the ordered file list, each file's size and modification time, and the image size: a changed,
-added or removed image makes a new key. It is written atomically under a lock (a second process waits, then
+A store is keyed by the ordered file list, each file's size and modification time, the image size and the
+TensorFlow version: a changed, added or removed image, or another TensorFlow, makes a new key. It is written atomically under a lock (a second process waits, then
 reads it), and a damaged one is decoded again. Nothing is written next to the user's images.
 """
 
@@ -24,8 +24,12 @@ DECODE_BATCH = 256  # images decoded per step while a store is written: bounds t
 
 
 def store_key(paths: Sequence[str], image_size: int) -> str:
-    """A key for these files, in this order, at this size: their paths, byte sizes and modification times."""
-    digest = hashlib.sha1(f"{STORE_FORMAT_VERSION}|{image_size}|{len(paths)}".encode())
+    """A key for these files, in this order, at this size: their paths, byte sizes and modification times, and the
+    TensorFlow version (its decoder and resize make the pixels)."""
+    from faceattr import import_tensorflow
+
+    version = import_tensorflow().__version__
+    digest = hashlib.sha1(f"{STORE_FORMAT_VERSION}|{version}|{image_size}|{len(paths)}".encode())
     for path in paths:
         stat = os.stat(path)
         digest.update(f"|{path}|{stat.st_size}|{stat.st_mtime_ns}".encode())

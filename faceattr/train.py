@@ -135,7 +135,7 @@ def prebuild(model: keras.Model, data: tf.data.Dataset | tuple) -> keras.Model:
     batches, or the (images, targets) arrays that `fit` will get).
 
     TensorFlow traces a training step a second time when its first trace created variables, so building them
-    first saves about 1.4 s of set-up per model here. It is Keras's own pre-build (what `fit` runs under a
+    first saves that second trace (about half of a small model's set-up). It is Keras's own pre-build (what `fit` runs under a
     distribution strategy); on a Keras without it, only the optimizer is built."""
     build = getattr(model, "_symbolic_build", None)
     with model.distribute_strategy.scope():

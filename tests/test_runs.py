@@ -294,3 +294,20 @@ def test_stale_notes_catch_a_model_from_notebook_03_built_for_another_image_size
     assert run.stale_notes(before_training=True) == []  # 04 is about to train it at its own size
     os.utime(saved_model_stub(run.model, 48), (run.split.stat().st_mtime + 5,) * 2)
     assert run.stale_notes() == []
+
+
+def test_stale_notes_catch_a_model_from_notebook_03_built_in_another_precision(tmp_path):
+    import keras
+
+    from faceattr.model import build_model
+    from faceattr.runs import saved_precision
+
+    run = RunFolder(tmp_path)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")      # 03 ran on a CPU with native bfloat16
+    build_model(image_size=32, trunk_filters=(8,)).save(run.untrained)
+    assert saved_precision(run.untrained) == "mixed_bfloat16" and saved_precision(tmp_path / "missing") is None
+    assert run.stale_notes(before_training=True, precision="mixed_bfloat16") == []
+    assert run.stale_notes(before_training=True, precision="float32") == [
+        "untrained.keras was built in mixed_bfloat16 and its layers keep it, but the kit now computes in float32: "
+        "rerun notebook 03 to build it in float32."]
+    assert run.stale_notes(before_training=True) == []               # no precision given: nothing to compare

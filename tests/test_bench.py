@@ -1,0 +1,39 @@
+"""benchmarks/bench.py: its FLOP count, its machine description and its summary ratios (not its timings)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+bench = pytest.importorskip("bench")
+
+
+def test_forward_flops_counts_each_convolution_and_dense_layer_by_hand():
+    from faceattr.model import build_model
+
+    model = build_model(image_size=32, trunk_filters=(8,))   # one conv block, the three heads
+    conv = 2 * 32 * 32 * 3 * 3 * 3 * 8                         # output pixels x kernel x channels in x out
+    age = 2 * 8 * 128 + 2 * 128 * 30 + 2 * 30 * 1              # dense, 30 bins, their expected value
+    gender, race = 2 * 8 * 128 + 2 * 128 * 2, 2 * 8 * 128 + 2 * 128 * 5
+    assert bench.forward_flops(model) == conv + age + gender + race
+
+
+def test_machine_names_the_cpu_and_the_package_versions():
+    info = bench.machine()
+    assert info["cores"] >= 1 and info["cpu"]
+    assert {"tensorflow", "keras"} <= set(info["versions"])
+
+
+def test_precision_ratios_compare_bfloat16_with_float32_means():
+    rows = [{"precision": "float32", "seed": seed, "seconds_per_epoch": 4.0, "gender_accuracy": 0.8,
+             "race_accuracy": 0.7, "age_mae": 6.0} for seed in range(2)]
+    rows += [{"precision": "mixed_bfloat16", "seed": seed, "seconds_per_epoch": 2.0 + seed, "gender_accuracy": 0.9,
+              "race_accuracy": 0.7, "age_mae": 5.0} for seed in range(2)]
+    ratios = bench.precision_ratios({"rows": rows})
+    assert ratios["bfloat16_epoch_speedup_x"] == pytest.approx(4.0 / 2.5)
+    assert ratios["bfloat16_gender_accuracy_delta"] == pytest.approx(0.1)
+    assert ratios["bfloat16_age_mae_delta"] == pytest.approx(-1.0)
+    assert bench.precision_ratios({"rows": rows[:2]}) == {}   # a CPU without bfloat16: nothing to compare
