@@ -93,49 +93,54 @@ def main() -> int:
                         help="leave out the whole sequence (about two thirds of the time)")
     args = parser.parse_args()
     results: dict = {"n": args.n, "epochs": args.epochs}
+    out = Path(args.out) / f"scale-{args.n}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def record(step: str, value: dict) -> None:
+        """Keep a finished step (its output dropped) and rewrite the results file, so a stopped run keeps it."""
+        value.pop("stdout", None)
+        results[step] = value
+        if "report" in results and "train_default" in results:
+            report_total = results["report"]["seconds_per_epoch"] * args.epochs
+            results["ratios"] = {"default_vs_report_x": report_total / results["train_default"]["seconds"],
+                                 "default_training_only_vs_report_x": report_total
+                                 / results["train_default"]["train_seconds"],
+                                 "decode_store_later_x": results["decode"]["decode_seconds_without_store"]
+                                 / results["decode"]["store_later_seconds"]}
+            if "sequence" in results:
+                results["ratios"]["sequence_vs_report_04_x"] = report_total / results["sequence"]["seconds"]
+        out.write_text(json.dumps(results, indent=2) + "\n")
+
     with tempfile.TemporaryDirectory(prefix="faceattr-scale-") as work:
         work = Path(work)
         env = {**os.environ, "FACEATTR_CACHE_DIR": str(work / "cache")}
         data = str(work / "faces")
         print(f"generating {args.n} faces ...", flush=True)
-        results["generate"] = timed(FACEATTR + ["sample", data, "--n", str(args.n)], env)
+        record("generate", timed(FACEATTR + ["sample", data, "--n", str(args.n)], env))
         print("decoding: without the store, then into and out of it ...", flush=True)
         decode = timed([sys.executable, "-c", DECODE_SCRIPT, data], env)
-        results["decode"] = {**json.loads(decode["stdout"].strip().splitlines()[-1]), "peak_rss_mb": decode["peak_rss_mb"]}
+        record("decode", {**json.loads(decode["stdout"].strip().splitlines()[-1]), "peak_rss_mb": decode["peak_rss_mb"]})
         print(f"training the default for {args.epochs} epochs ...", flush=True)
-        results["train_default"] = timed(FACEATTR + ["train", "--data", data, "--out", str(work / "run"),
-                                                     "--epochs", str(args.epochs)], env)
+        trained = timed(FACEATTR + ["train", "--data", data, "--out", str(work / "run"), "--epochs", str(args.epochs)], env)
         config = json.loads((work / "run" / "config.json").read_text())
-        results["train_default"].update({key: config[key] for key in ("epochs_run", "train_seconds", "precision")})
+        record("train_default", {**trained, **{key: config[key] for key in ("epochs_run", "train_seconds", "precision")}})
+        print("the report's recipe, a measured stretch ...", flush=True)
+        record("report", report_seconds_per_epoch(data, env))
         if not args.skip_sequence:
             print(f"the whole sequence with num_epochs {args.epochs} ...", flush=True)
             sequence = timed(FACEATTR + ["run", "--data", data, "--out", str(work / "sequence"),
                                          "-p", "num_epochs", str(args.epochs)], env)
-            results["sequence"] = sequence
-            results["sequence"]["notebooks"] = {name: float(seconds) for name, seconds in re.findall(
+            sequence["notebooks"] = {name: float(seconds) for name, seconds in re.findall(
                 r"^(\d\d_\w+)\.ipynb\s+([\d.]+) s$", sequence["stdout"], re.M)}
-        print("the report's recipe, a measured stretch ...", flush=True)
-        results["report"] = report_seconds_per_epoch(data, env)
-    for step in ("generate", "train_default", "sequence"):
-        results.get(step, {}).pop("stdout", None)
+            record("sequence", sequence)
     report_total = results["report"]["seconds_per_epoch"] * args.epochs
-    results["ratios"] = {
-        "default_vs_report_x": report_total / results["train_default"]["seconds"],
-        "decode_store_later_x": results["decode"]["decode_seconds_without_store"] / results["decode"]["store_later_seconds"],
-    }
-    if "sequence" in results:
-        results["ratios"]["sequence_vs_report_04_x"] = report_total / results["sequence"]["seconds"]
-    out = Path(args.out) / f"scale-{args.n}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results["ratios"], indent=2))
     print(f"the report's recipe would take {report_total / 60:.0f} min for {args.epochs} epochs; the kit's default took "
           f"{results['train_default']['seconds'] / 60:.1f} min" + (f" and the whole sequence "
                                                                    f"{results['sequence']['seconds'] / 60:.1f} min"
                                                                    if "sequence" in results else ""))
-    print(f"wrote {out.relative_to(ROOT)}")
+    print(f"wrote {out}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
