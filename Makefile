@@ -32,7 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py $(if $(DATA),--data $(DATA)) $(if $(ONLY),--only $(ONLY))
 
 # The real experiment at full size: 24,000 generated UTKFace-format images, the default for 20 epochs and the whole
-# sequence with num_epochs 20, against the report's recipe (about an hour and a half on 2 cores).
+# sequence with num_epochs 20, against the report's recipe (over an hour on 2 cores, most of it the sequence).
 bench-scale: $(STAMP)
 	$(BIN)/python benchmarks/scale.py
 

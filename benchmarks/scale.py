@@ -3,7 +3,7 @@ the whole notebook sequence with `-p num_epochs 20`, against the student report'
 measured stretch of its training.
 
 Usage: python benchmarks/scale.py [--n 24000] [--epochs 20] [--out benchmarks/results]
-(`make bench-scale`; about an hour and a half on 2 cores. `--n 3000 --epochs 2` checks it in minutes.)
+(`make bench-scale`; over an hour on 2 cores, most of it the sequence. `--n 3000 --epochs 2` checks it in minutes.)
 Every step runs in its own process, so each peak resident memory is its own; the kit's cache is a fresh
 temporary folder, so the first decode is cold.
 """
