@@ -135,15 +135,16 @@ def command_train(args: argparse.Namespace) -> int:
 
     # every setting is checked before TensorFlow is imported
     check_settings(args.arch, args.epochs, args.image_size, args.batch_size, args.loss_balance, args.age_head,
-                   args.balance)
+                   args.balance, args.learning_rate)
     loss_weights = parse_loss_weights(args.loss_weights) if args.loss_weights else None
-    resolve_recipe(args.arch, args.image_size, args.age_head, args.loss_balance, loss_weights)
+    resolve_recipe(args.arch, args.image_size, args.age_head, args.loss_balance, loss_weights, args.learning_rate)
     from faceattr.train import train_run
 
     metrics = train_run(resolve_data_dir(args.data), args.out, arch=args.arch, num_epochs=args.epochs,
                         batch_size=args.batch_size, image_size=args.image_size, seed=args.seed,
                         overwrite=args.overwrite, augment=args.augment, age_head=args.age_head,
-                        loss_balance=args.loss_balance, loss_weights=loss_weights, balance=args.balance)
+                        loss_balance=args.loss_balance, loss_weights=loss_weights, balance=args.balance,
+                        learning_rate=args.learning_rate)
     print(format_metrics(metrics))
     run = RunFolder(args.out)
     written = (run.model, run.history, run.metrics, run.config, run.predictions, run.model_card)
@@ -292,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     train.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     train.add_argument("--image-size", type=int, default=None, help="default: the architecture's own")
+    train.add_argument("--learning-rate", type=float, default=None, help="Adam's; default: the architecture's own")
     train.add_argument("--arch", default="default", help=", ".join(ARCH_NAMES))
     train.add_argument("--age-head", metavar="HEAD", default=None,
                        help=f"{', '.join(AGE_HEADS)} (default: the architecture's own)")

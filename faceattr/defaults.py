@@ -10,6 +10,9 @@ DEFAULT_IMAGE_SIZE = 64
 DEFAULT_TRUNK: tuple[int, ...] = (32, 64, 128, 256)
 DEFAULT_BATCH_SIZE = 32  # at equal epochs, twice the steps of 64: better on every head in the balance study
 DEFAULT_EPOCHS = 10
+ADAM_LEARNING_RATE = 1e-3  # Keras's own default for Adam, which the report used
+# Twice Adam's default: at equal epochs the trunk learns race sooner (the balance study in the README)
+DEFAULT_LEARNING_RATE = 2e-3
 DEFAULT_SEED = 42
 MIN_IMAGE_SIZE = 32
 # Arithmetic precision: "auto" computes in mixed_float16 on a GPU and in mixed_bfloat16 on a CPU with native
@@ -29,18 +32,19 @@ GROUP_BALANCES: tuple[str, ...] = ("none", "sample", "weight")
 REPORT_LOSS_WEIGHTS = {"age": 2.0, "gender": 1.0, "race": 1.5}
 EQUAL_LOSS_WEIGHTS = {head: 1.0 for head in HEAD_NAMES}
 
-# One recipe per architecture: its default image size, age head and loss, and how the head losses are balanced.
+# One recipe per architecture: its default image size, age head and loss, how the head losses are balanced, and
+# Adam's learning rate.
 # faceattr.model.BUILDERS holds the matching builders; everything else reads this table.
 RECIPES: dict[str, dict] = {
     # measured on validation over 3 seeds: see benchmarks/balance.py and the README
     "default": {"image_size": DEFAULT_IMAGE_SIZE, "age_head": "expectation", "age_loss": "huber",
-                "loss_balance": "uncertainty", "loss_weights": None},
+                "loss_balance": "uncertainty", "loss_weights": None, "learning_rate": DEFAULT_LEARNING_RATE},
     "batchnorm": {"image_size": DEFAULT_IMAGE_SIZE, "age_head": "expectation", "age_loss": "huber",
-                  "loss_balance": "uncertainty", "loss_weights": None},
+                  "loss_balance": "uncertainty", "loss_weights": None, "learning_rate": DEFAULT_LEARNING_RATE},
     "original": {"image_size": 198, "age_head": "sigmoid", "age_loss": "mse",
-                 "loss_balance": "fixed", "loss_weights": REPORT_LOSS_WEIGHTS},
+                 "loss_balance": "fixed", "loss_weights": REPORT_LOSS_WEIGHTS, "learning_rate": ADAM_LEARNING_RATE},
     "mobilenet": {"image_size": 96, "age_head": "linear", "age_loss": "huber",
-                  "loss_balance": "normalised", "loss_weights": None},
+                  "loss_balance": "normalised", "loss_weights": None, "learning_rate": ADAM_LEARNING_RATE},
 }
 ARCH_NAMES: tuple[str, ...] = tuple(RECIPES)
 
@@ -79,15 +83,25 @@ def parse_loss_weights(text: str) -> dict[str, float]:
     return check_loss_weights(weights)
 
 
+def check_learning_rate(learning_rate: float) -> float:
+    """Return `learning_rate` if it is a positive number, else raise an error that says so."""
+    if not learning_rate > 0:  # also catches NaN
+        raise SettingsError(f"learning rate {learning_rate} must be more than 0; {DEFAULT_LEARNING_RATE} is the default.")
+    return float(learning_rate)
+
+
 def resolve_recipe(arch: str = "default", image_size: int | None = None, age_head: str | None = None,
-                   loss_balance: str | None = None, loss_weights: dict[str, float] | None = None) -> dict:
+                   loss_balance: str | None = None, loss_weights: dict[str, float] | None = None,
+                   learning_rate: float | None = None) -> dict:
     """An architecture's recipe with any of its settings overridden; the weights are checked here.
 
     Fixed weights are kept only under the "fixed" balance: the recipe's own when it is fixed, else 1 each."""
     recipe = dict(RECIPES[check_choice("arch", arch, ARCH_NAMES)])
     recipe.update({key: value for key, value in (("image_size", image_size), ("age_head", age_head),
-                                                 ("loss_balance", loss_balance)) if value is not None})
+                                                 ("loss_balance", loss_balance),
+                                                 ("learning_rate", learning_rate)) if value is not None})
     check_choice("age head", recipe["age_head"], AGE_HEADS)
+    check_learning_rate(recipe["learning_rate"])
     check_choice("loss balance", recipe["loss_balance"], LOSS_BALANCES)
     if loss_weights is not None and recipe["loss_balance"] != "fixed":
         raise SettingsError(f"loss weights are only for --loss-balance fixed; {recipe['loss_balance']!r} sets its own.")
@@ -108,7 +122,8 @@ def check_image_size(image_size: int) -> int:
 
 
 def check_settings(arch: str, num_epochs: int, image_size: int | None, batch_size: int,
-                   loss_balance: str | None = None, age_head: str | None = None, balance: str = "none") -> None:
+                   loss_balance: str | None = None, age_head: str | None = None, balance: str = "none",
+                   learning_rate: float | None = None) -> None:
     """Reject bad training settings before any work starts."""
     check_choice("arch", arch, ARCH_NAMES)
     check_choice("balance", balance, GROUP_BALANCES)
@@ -122,3 +137,5 @@ def check_settings(arch: str, num_epochs: int, image_size: int | None, batch_siz
         check_image_size(image_size)
     if batch_size < 1:
         raise SettingsError(f"batch size {batch_size} must be at least 1.")
+    if learning_rate is not None:
+        check_learning_rate(learning_rate)

@@ -11,8 +11,8 @@ import pandas as pd
 from faceattr import import_tensorflow
 from faceattr.balance import (SCORE, SCORE_DEFINITION, BalanceLog, head_losses, prepare_balance, trivial_errors,
                               trivial_losses)
-from faceattr.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_PRECISION, DEFAULT_SEED, PRECISION_VARIABLE,
-                               PRECISIONS, check_choice, check_settings, resolve_recipe)
+from faceattr.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, DEFAULT_PRECISION, DEFAULT_SEED,
+                               PRECISION_VARIABLE, PRECISIONS, check_choice, check_settings, resolve_recipe)
 from faceattr.errors import SettingsError
 from faceattr.evaluate import evaluate_run
 from faceattr.files import atomic_write
@@ -60,7 +60,7 @@ def choose_precision(setting: str | None = None) -> str:
 HEAD_METRICS = {"age": ["mae"], "gender": ["accuracy"], "race": ["accuracy"]}
 
 
-def compile_model(model: keras.Model, learning_rate: float = 1e-3, losses: dict | None = None,
+def compile_model(model: keras.Model, learning_rate: float = DEFAULT_LEARNING_RATE, losses: dict | None = None,
                   loss_weights: dict[str, float] | None = None) -> keras.Model:
     """Compile with one loss per head (`head_losses()` when None), per-head weights, and readable metrics."""
     model.compile(
@@ -194,20 +194,20 @@ def timed_fit(model: keras.Model, train_data: tf.data.Dataset, validation_data: 
     return logs.assign(epoch=range(1, num_epochs + 1), seconds=seconds)
 
 
-def build_compiled(recipe: dict, train: pd.DataFrame, age_scale: float, learning_rate: float = 1e-3,
+def build_compiled(recipe: dict, train: pd.DataFrame, age_scale: float,
                    model: keras.Model | None = None) -> keras.Model:
     """Build `recipe`'s model (from `faceattr.defaults.resolve_recipe`), or take `model` (a student's own), and
-    compile it with the recipe's balanced losses."""
+    compile it with the recipe's balanced losses and learning rate."""
     model = model or make_model(recipe["arch"], recipe["image_size"], age_scale, recipe["age_head"])
     model, losses, weights = prepare_balance(model, train, recipe["loss_balance"], recipe["age_loss"], age_scale,
                                              recipe["loss_weights"])
-    return compile_model(model, learning_rate, losses, weights)
+    return compile_model(model, recipe["learning_rate"], losses, weights)
 
 
 def train_run(data: str | Path, run_dir: str | Path, arch: str = "default", num_epochs: int = DEFAULT_EPOCHS,
               batch_size: int = DEFAULT_BATCH_SIZE, image_size: int | None = None, seed: int = DEFAULT_SEED,
               overwrite: bool = False,
-              learning_rate: float = 1e-3, patience: int = 5, augment: bool = False, progress: str = "lines",
+              learning_rate: float | None = None, patience: int = 5, augment: bool = False, progress: str = "lines",
               age_head: str | None = None, loss_balance: str | None = None,
               loss_weights: dict[str, float] | None = None, balance: str = "none") -> dict:
     """Scan, split, train and evaluate one architecture; write everything into RUN_DIR (holding its lock).
@@ -215,8 +215,8 @@ def train_run(data: str | Path, run_dir: str | Path, arch: str = "default", num_
     from faceattr.data import is_sample, scan, split_frame
     from faceattr.pipeline import split_datasets
 
-    check_settings(arch, num_epochs, image_size, batch_size, loss_balance, age_head, balance)
-    recipe = resolve_recipe(arch, image_size, age_head, loss_balance, loss_weights)
+    check_settings(arch, num_epochs, image_size, batch_size, loss_balance, age_head, balance, learning_rate)
+    recipe = resolve_recipe(arch, image_size, age_head, loss_balance, loss_weights, learning_rate)
     precision = choose_precision()
     result = scan(data)
     split = split_frame(result.frame, seed=seed)
@@ -227,14 +227,14 @@ def train_run(data: str | Path, run_dir: str | Path, arch: str = "default", num_
         reference_errors = trivial_errors(train)
         config = run.write_run_config(
             result.root, is_sample(result.root), **recipe, num_epochs=num_epochs, batch_size=batch_size, seed=seed,
-            learning_rate=learning_rate, patience=patience, augment=augment, balance=balance, precision=precision,
+            patience=patience, augment=augment, balance=balance, precision=precision,
             age_scale=age_scale,
             trivial_losses=trivial_losses(train, recipe["age_loss"], age_scale), trivial_errors=reference_errors,
             monitor={"name": SCORE, "definition": SCORE_DEFINITION},
             split_counts=split["split"].value_counts().to_dict())
         keras.utils.set_random_seed(seed)
         with device_strategy().scope():
-            model = build_compiled(recipe, train, age_scale, learning_rate)
+            model = build_compiled(recipe, train, age_scale)
         datasets = split_datasets(split, recipe["image_size"], batch_size, seed, augment, balance)
         started = time.perf_counter()
         history = fit(model, datasets["train"], datasets["validation"], num_epochs, run.root, reference_errors,

@@ -11,9 +11,10 @@ import tensorflow as tf
 from faceattr.balance import (SCORE, BalanceLog, UncertaintyWeightedLoss, balance_weights, head_losses,
                               prepare_balance, selection_score, task_uncertainty_layer, trivial_errors,
                               trivial_losses, with_task_uncertainty)
-from faceattr.defaults import REPORT_LOSS_WEIGHTS, check_loss_weights, parse_loss_weights, resolve_recipe
+from faceattr.defaults import (ADAM_LEARNING_RATE, RECIPES, REPORT_LOSS_WEIGHTS, check_loss_weights,
+                               parse_loss_weights, resolve_recipe)
 from faceattr.model import build_model
-from faceattr.train import compile_model, standard_callbacks
+from faceattr.train import build_compiled, compile_model, standard_callbacks
 
 # 8 training rows: ages, genders, races chosen so every number below is easy to check by hand
 TRAIN = pd.DataFrame({"age": [10, 20, 20, 30, 30, 30, 40, 100], "gender": [0, 0, 0, 0, 0, 1, 1, 1],
@@ -64,6 +65,15 @@ def test_fixed_weights_default_to_equal_and_take_the_report_weights():
     assert resolve_recipe("default", loss_balance="fixed")["loss_weights"] == {"age": 1.0, "gender": 1.0, "race": 1.0}
 
 
+@pytest.mark.parametrize("arch, override", [("default", None), ("original", None), ("default", 5e-3)])
+def test_each_recipe_trains_at_its_own_learning_rate(arch, override):
+    recipe = resolve_recipe(arch, image_size=32, learning_rate=override)
+    model = build_compiled(recipe, TRAIN, 100.0)
+    assert float(model.optimizer.learning_rate) == pytest.approx(override or RECIPES[arch]["learning_rate"])
+    assert RECIPES["original"]["learning_rate"] == ADAM_LEARNING_RATE  # the report's: Keras's own default
+    assert float(keras.optimizers.Adam().learning_rate) == pytest.approx(ADAM_LEARNING_RATE)
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda: balance_weights("magic", {}), "choose one of: fixed, normalised, uncertainty"),
     (lambda: check_loss_weights({"age": -1.0, "gender": 1.0, "race": 1.0}), "must be 0 or more"),
@@ -73,6 +83,8 @@ def test_fixed_weights_default_to_equal_and_take_the_report_weights():
     (lambda: parse_loss_weights("age:2"), "age=2,gender=1,race=1.5"),
     (lambda: resolve_recipe("default", loss_balance="normalised", loss_weights=REPORT_LOSS_WEIGHTS), "only for"),
     (lambda: resolve_recipe("default", age_head="cubic"), "choose one of: linear, sigmoid, expectation"),
+    (lambda: resolve_recipe("default", learning_rate=0.0), "learning rate 0.0 must be more than 0"),
+    (lambda: resolve_recipe("default", learning_rate=float("nan")), "must be more than 0"),
 ])
 def test_bad_balance_settings_name_the_choices(call, message):
     with pytest.raises(ValueError, match=message):

@@ -71,6 +71,7 @@ def test_run_dir_with_a_run_is_refused(trained_run, sample_dir, capsys):
 def test_train_records_the_balance_and_the_score_it_selected_on(trained_run):
     config = json.loads((trained_run / "config.json").read_text())
     assert config["loss_balance"] == RECIPES["default"]["loss_balance"]
+    assert config["learning_rate"] == RECIPES["default"]["learning_rate"]
     assert config["monitor"]["name"] == "val_score" and "trivial" in config["monitor"]["definition"]
     assert set(config["trivial_losses"]) == set(config["trivial_errors"]) == {"age", "gender", "race"}
     history = pd.read_csv(trained_run / "history.csv")
@@ -108,6 +109,7 @@ def test_fixed_weights_from_the_command_line(sample_dir, tmp_path):
     (["--image-size", "16"], "image size 16 is outside 32..512"),
     (["--image-size", "10000"], "image size 10000 is outside 32..512"),
     (["--epochs", "0"], "epochs=0 must be at least 1"),
+    (["--learning-rate", "-0.01"], "learning rate -0.01 must be more than 0"),
 ])
 def test_bad_training_settings_fail_fast_in_one_line(args, fragment, tmp_path):
     result = subprocess.run([sys.executable, "-m", "faceattr.cli", "train", "--data", str(tmp_path),

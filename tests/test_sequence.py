@@ -32,6 +32,7 @@ def test_notebook_defaults_are_the_package_defaults():
 
     by_name = {path.name[:2]: notebook_parameters(path) for path in lesson_notebooks()}
     assert by_name["04"]["loss_balance"] == RECIPES["default"]["loss_balance"]
+    assert by_name["04"]["learning_rate"] == RECIPES["default"]["learning_rate"]
     assert by_name["07"]["loss_balances"] == list(LOSS_BALANCES)
     assert by_name["09"]["balances"] == list(GROUP_BALANCES)
     assert len(by_name["09"]["study_seeds"]) >= 3 and by_name["09"]["study_image_size"] >= MIN_IMAGE_SIZE
