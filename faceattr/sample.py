@@ -63,17 +63,23 @@ def jitter(rng: np.random.Generator, colour: np.ndarray, spread: float) -> tuple
     return tuple(int(c) for c in np.clip(colour + rng.normal(0, spread, 3), 0, 255))
 
 
+def face_colours(age: int, race: int, rng: np.random.Generator) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """The skin and hair colours of one face: the only cues to its race label (benchmarks/ceiling.py)."""
+    # Label noise: one face in five borrows another group's skin tone.
+    tone_race = race if rng.random() > 0.2 else rng.integers(len(RACE_NAMES))
+    skin = jitter(rng, SKIN_TONES[tone_race], 14)
+    greying = np.clip((age - 25) / 55 + rng.normal(0, 0.12), 0, 1)  # hair greys steadily from ~25
+    hair = jitter(rng, (1 - greying) * HAIR_COLOURS[race] + greying * np.array([200, 200, 200]), 10)
+    return skin, hair
+
+
 def draw_face(age: int, gender: int, race: int, rng: np.random.Generator) -> Image.Image:
     """Draw one cartoon face whose look depends, noisily, on its labels."""
     size = IMAGE_PIXELS
     image = Image.new("RGB", (size, size), jitter(rng, rng.uniform(60, 220, 3), 0))
     draw = ImageDraw.Draw(image)
-    # Label noise: one face in five borrows another group's skin tone.
-    tone_race = race if rng.random() > 0.2 else rng.integers(len(RACE_NAMES))
-    skin = jitter(rng, SKIN_TONES[tone_race], 14)
+    skin, hair = face_colours(age, race, rng)
     growth = min(age, 18) / 18  # heads grow and eyes shrink (relatively) until adulthood
-    greying = np.clip((age - 25) / 55 + rng.normal(0, 0.12), 0, 1)  # hair greys steadily from ~25
-    hair = jitter(rng, (1 - greying) * HAIR_COLOURS[race] + greying * np.array([200, 200, 200]), 10)
     long_hair = rng.random() < (0.8 if gender == 1 else 0.15)
     centre_x = size / 2 + rng.normal(0, 5)
     centre_y = size / 2 + 8 + rng.normal(0, 5)

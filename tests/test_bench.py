@@ -37,3 +37,14 @@ def test_precision_ratios_compare_bfloat16_with_float32_means():
     assert ratios["bfloat16_gender_accuracy_delta"] == pytest.approx(0.1)
     assert ratios["bfloat16_age_mae_delta"] == pytest.approx(-1.0)
     assert bench.precision_ratios({"rows": rows[:2]}) == {}   # a CPU without bfloat16: nothing to compare
+
+
+
+def test_race_ceiling_orders_majority_skin_and_skin_with_hair():
+    ceiling = pytest.importorskip("ceiling")
+    colours, race = ceiling.colour_table(5, seed=0)
+    from faceattr.sample import sample_labels
+
+    assert colours.shape == (5, 6) and (race == sample_labels(5, 0)[:, 2]).all()
+    result = ceiling.ceiling(count=3000, max_iter=40)
+    assert result["majority_class"] < result["skin"] < result["skin_and_hair"] < 0.95   # noisy labels: never perfect
