@@ -20,13 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
+from faceattr.defaults import ADAM_LEARNING_RATE, REPORT_LOSS_WEIGHTS  # TensorFlow-free
+
 ROOT = Path(__file__).resolve().parent.parent
 HEADS = ("gender_accuracy", "race_accuracy", "age_mae")
 
 # name: settings for faceattr.defaults.resolve_recipe, plus "batch_size" (default: the kit's) and "augment".
 # Each candidate spells out how it differs from the kit's default today. The first study (README, "batch 64")
 # ran before batch 32 became the default; its candidates keep their settings so that it can be rerun.
-FIRST_STUDY = {"batch_size": 64, "learning_rate": 1e-3}
+FIRST_STUDY = {"batch_size": 64, "learning_rate": ADAM_LEARNING_RATE}
 CANDIDATES = {
     "kit default": {"arch": "default"},
     "report (198 px, its losses)": {"arch": "original"},   # the kit's batch
@@ -35,11 +37,11 @@ CANDIDATES = {
     "default, augment": {"arch": "default", "augment": True},
     "default, normalised": {"arch": "default", "loss_balance": "normalised"},
     "default, fixed 2/1/1.5 (report weights)": {"arch": "default", "loss_balance": "fixed",
-                                                "loss_weights": {"age": 2.0, "gender": 1.0, "race": 1.5}},
+                                                "loss_weights": REPORT_LOSS_WEIGHTS},
     # the first study
     "old default (fixed 1/1/1)": {"arch": "default", "loss_balance": "fixed", "age_head": "linear", **FIRST_STUDY},
     "fixed 2/1/1.5 (report weights)": {"arch": "default", "loss_balance": "fixed", "age_head": "linear",
-                                       "loss_weights": {"age": 2.0, "gender": 1.0, "race": 1.5}, **FIRST_STUDY},
+                                       "loss_weights": REPORT_LOSS_WEIGHTS, **FIRST_STUDY},
     "normalised": {"arch": "default", "loss_balance": "normalised", "age_head": "linear", **FIRST_STUDY},
     "uncertainty": {"arch": "default", "loss_balance": "uncertainty", "age_head": "linear", **FIRST_STUDY},
     "normalised + expectation age": {"arch": "default", "loss_balance": "normalised", **FIRST_STUDY},
