@@ -63,15 +63,17 @@ def age_output(features: keras.KerasTensor, age_head: str, age_scale: float,
 def build_model(image_size: int = DEFAULT_IMAGE_SIZE, trunk_filters: tuple[int, ...] = DEFAULT_TRUNK,
                 batch_norm: bool = False, dropout: float = 0.0, pooling: str = "max",
                 age_head: str = RECIPES["default"]["age_head"], age_scale: float = AGE_MAX,
-                name: str = "faceattr") -> keras.Model:
-    """Shared conv trunk (3x3 conv, relu, 2x2 max pool per block) with three heads."""
+                centre_pixels: bool = True, name: str = "faceattr") -> keras.Model:
+    """Shared conv trunk (3x3 conv, relu, 2x2 max pool per block) with three heads; pixels enter scaled to
+    -1..1 (centred on 0), or to the report's 0..1 with `centre_pixels=False`."""
     if image_size < max(MIN_IMAGE_SIZE, 2 ** len(trunk_filters)):
         raise SettingsError(f"image_size={image_size} is too small for {len(trunk_filters)} pooling blocks; "
                          f"use at least {max(MIN_IMAGE_SIZE, 2 ** len(trunk_filters))}.")
     if pooling not in ("max", "average"):
         raise SettingsError(f"pooling={pooling!r} is unknown; use 'max' or 'average'.")
     inputs = keras.Input(shape=(image_size, image_size, 3), name="face")
-    x = layers.Rescaling(1 / 255, name="scale_pixels")(inputs)
+    x = (layers.Rescaling(1 / 127.5, offset=-1, name="scale_pixels") if centre_pixels
+         else layers.Rescaling(1 / 255, name="scale_pixels"))(inputs)
     for block, filters in enumerate(trunk_filters, start=1):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=not batch_norm, name=f"conv{block}")(x)
         if batch_norm:
@@ -93,10 +95,10 @@ def build_model(image_size: int = DEFAULT_IMAGE_SIZE, trunk_filters: tuple[int, 
 def original_model(image_size: int = RECIPES["original"]["image_size"], age_scale: float = AGE_MAX,
                    age_head: str = RECIPES["original"]["age_head"]) -> keras.Model:
     """The student report's network (198x198 by default): five conv blocks 32/64/128/160/192, no batch norm,
-    global max pooling, sigmoid age head. The report's 4th and 5th conv layers both read the 3rd
-    pool, leaving the 4th dead; here each block feeds the next, as the report intended."""
+    global max pooling, sigmoid age head, pixels scaled to 0..1. The report's 4th and 5th conv layers both read
+    the 3rd pool, leaving the 4th dead; here each block feeds the next, as the report intended."""
     return build_model(image_size, ORIGINAL_TRUNK, batch_norm=False, pooling="max",
-                       age_head=age_head, age_scale=age_scale, name="original")
+                       age_head=age_head, age_scale=age_scale, centre_pixels=False, name="original")
 
 
 def transfer_model(image_size: int = RECIPES["mobilenet"]["image_size"], backbone: str = "mobilenet_v3_small",

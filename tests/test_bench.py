@@ -48,3 +48,22 @@ def test_race_ceiling_orders_majority_skin_and_skin_with_hair():
     assert colours.shape == (5, 6) and (race == sample_labels(5, 0)[:, 2]).all()
     result = ceiling.ceiling(count=3000, max_iter=40)
     assert result["majority_class"] < result["skin"] < result["skin_and_hair"] < 0.95   # noisy labels: never perfect
+
+
+def test_the_balance_study_chooses_fewest_cells_behind_the_report_then_lowest_score():
+    balance = pytest.importorskip("balance")
+
+    def cell(gender: float, race: float, age: float, score: float, spread: float = 0.01) -> dict:
+        return {"gender_accuracy": {"mean": gender, "sd": spread}, "race_accuracy": {"mean": race, "sd": spread},
+                "age_mae": {"mean": age, "sd": 0.1}, "val_score": {"mean": score, "sd": 0.01}}
+
+    summary = {f"sample | {balance.REPORT}": cell(0.80, 0.75, 8.0, 0.50),
+               "sample | fast but behind on race": cell(0.90, 0.70, 5.0, 0.30),
+               "sample | level on race": cell(0.85, 0.745, 6.0, 0.40),
+               "sample | higher everywhere": cell(0.85, 0.76, 7.0, 0.45)}
+    assert balance.verdict(summary, "sample", "fast but behind on race", "race_accuracy") == "behind"
+    assert balance.verdict(summary, "sample", "level on race", "race_accuracy") == "level"
+    assert balance.verdict(summary, "sample", "fast but behind on race", "age_mae") == "better"   # lower is better
+    names = ["fast but behind on race", "level on race", "higher everywhere"]
+    assert balance.choose([summary], ["sample"], names) == "level on race"   # ties on cells: the lower score
+    assert balance.choose([summary], ["sample"], names[:1]) == names[0]

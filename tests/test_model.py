@@ -39,6 +39,14 @@ def test_batch_norm_and_pooling_options_change_the_graph():
     assert isinstance(average.get_layer("shared"), keras.layers.GlobalAveragePooling2D)
 
 
+def test_the_kit_centres_pixels_and_the_report_keeps_them_at_0_to_1():
+    pixels = np.array([[[[0.0, 127.5, 255.0]]]], "float32")
+    centred = build_model(image_size=32, trunk_filters=(8,)).get_layer("scale_pixels")(pixels)
+    report = original_model(image_size=32).get_layer("scale_pixels")(pixels)
+    np.testing.assert_allclose(np.asarray(centred).ravel(), [-1.0, 0.0, 1.0], atol=1e-6)
+    np.testing.assert_allclose(np.asarray(report).ravel(), [0.0, 0.5, 1.0], atol=1e-6)
+
+
 def test_original_model_has_no_dead_conv_layer():
     model = original_model()
     assert model.input_shape == (None, 198, 198, 3)
