@@ -67,3 +67,6 @@ def test_the_balance_study_chooses_fewest_cells_behind_the_report_then_lowest_sc
     names = ["fast but behind on race", "level on race", "higher everywhere"]
     assert balance.choose([summary], ["sample"], names) == "level on race"   # ties on cells: the lower score
     assert balance.choose([summary], ["sample"], names[:1]) == names[0]
+    assert "default at batch 16" not in balance.choosable(list(balance.CANDIDATES))   # more steps per epoch
+    assert balance.REPORT not in balance.choosable(list(balance.CANDIDATES))
+    assert "kit default" in balance.choosable(list(balance.CANDIDATES))
