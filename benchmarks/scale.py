@@ -23,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 FACEATTR = [sys.executable, "-m", "faceattr.cli"]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench  # noqa: E402  (benchmarks/ on the path: the machine facts and results names are bench.py's)
 
 
 PEAK_WRAPPER = ("import resource, subprocess, sys; status = subprocess.call(sys.argv[2:]); "
@@ -84,7 +85,7 @@ def report_seconds_per_epoch(data: str, env: dict, steps: int = 8) -> dict:
 
 
 def main() -> int:
-    """Generate the folder, time every step, write benchmarks/results/scale-<n>.json."""
+    """Generate the folder, time every step, write benchmarks/results/scale-<n>-<machine>.json."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=24000, help="images to generate (default 24000, UTKFace's size)")
     parser.add_argument("--epochs", type=int, default=20, help="epochs for the default and the sequence (default 20)")
@@ -92,8 +93,9 @@ def main() -> int:
     parser.add_argument("--skip-sequence", action="store_true",
                         help="leave out the whole sequence (about two thirds of the time)")
     args = parser.parse_args()
-    results: dict = {"n": args.n, "epochs": args.epochs}
-    out = Path(args.out) / f"scale-{args.n}.json"
+    info = bench.machine()
+    results: dict = {"machine": info, "n": args.n, "epochs": args.epochs}
+    out = Path(args.out) / f"scale-{args.n}-{bench.machine_slug(info)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
 
     def record(step: str, value: dict) -> None:

@@ -27,6 +27,12 @@ def test_machine_names_the_cpu_and_the_package_versions():
     assert {"tensorflow", "keras"} <= set(info["versions"])
 
 
+def test_results_files_are_named_for_the_cpu_and_its_cores():
+    assert bench.machine_slug({"cpu": "AMD EPYC", "cores": 2}) == "amd-epyc-2cores"
+    assert bench.machine_slug({"cpu": "Intel(R) Xeon(R) Processor", "cores": 16}) == \
+        "intel-r--xeon-r--processor-16cores"
+
+
 def test_precision_ratios_compare_bfloat16_with_float32_means():
     rows = [{"precision": "float32", "seed": seed, "seconds_per_epoch": 4.0, "gender_accuracy": 0.8,
              "race_accuracy": 0.7, "age_mae": 6.0} for seed in range(2)]
