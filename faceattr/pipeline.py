@@ -7,6 +7,7 @@ import pandas as pd
 
 from faceattr import import_tensorflow
 from faceattr.defaults import DEFAULT_SEED, GROUP_BALANCES, check_choice
+from faceattr.errors import DataError, SettingsError
 from faceattr.store import decoded_images
 
 tf = import_tensorflow()
@@ -111,15 +112,43 @@ def make_dataset(frame: pd.DataFrame, image_size: int, batch_size: int, shuffle:
     return finish(dataset, batch_size, augment, seed)
 
 
+def replica_batch_size(name: str, images: int, batch_size: int, replicas: int = 1) -> int:
+    """The batch size for a split of `images` trained or evaluated on `replicas` devices at once (several GPUs).
+
+    Keras (3.15, TensorFlow) averages a dataset's first batch across the replicas before it starts, which fails
+    unless that batch splits evenly; so the batch size must be a multiple of `replicas`, and a split smaller than
+    one batch is batched at the largest multiple it holds (later batches may split unevenly, but see
+    without_short_batches)."""
+    if replicas == 1:
+        return batch_size
+    if batch_size % replicas:
+        raise SettingsError(f"batch_size={batch_size} does not split evenly over {replicas} GPUs: use a multiple "
+                            f"of {replicas}.")
+    if images < replicas:
+        raise DataError(f"the {name} split has {images} image(s), fewer than the {replicas} GPUs training at once: "
+                        "use more data, or one GPU (CUDA_VISIBLE_DEVICES=0).")
+    return min(batch_size, images - images % replicas)
+
+
+def without_short_batches(dataset: tf.data.Dataset, replicas: int) -> tf.data.Dataset:
+    """Drop a last batch with fewer images than `replicas`: some device would get none, and a convolution on an
+    empty batch fails in TensorFlow 2.21. At most replicas - 1 images a pass; `evaluate_run` still reads every one."""
+    if replicas == 1:
+        return dataset
+    return dataset.filter(lambda images, *rest: tf.shape(images)[0] >= replicas)
+
+
 def split_datasets(split: pd.DataFrame, image_size: int, batch_size: int, seed: int = DEFAULT_SEED,
-                   augment: bool = False, balance: str = "none") -> dict[str, tf.data.Dataset]:
+                   augment: bool = False, balance: str = "none", replicas: int = 1) -> dict[str, tf.data.Dataset]:
     """Train (shuffled; group-balanced by `balance`, see faceattr.defaults.GROUP_BALANCES), validation and test
-    datasets from a frame with a `split` column."""
+    datasets from a frame with a `split` column, batched for `replicas` devices (replica_batch_size)."""
     check_choice("balance", balance, GROUP_BALANCES)
-    train = split[split["split"] == "train"]
-    datasets = {"train": balanced_dataset(train, image_size, batch_size, seed, augment) if balance == "sample" else
-                make_dataset(train, image_size, batch_size, shuffle=True, augment=augment, seed=seed,
-                             weighted=balance == "weight")}
+    frames = {name: split[split["split"] == name] for name in ("train", "validation", "test")}
+    sizes = {name: replica_batch_size(name, len(frame), batch_size, replicas) for name, frame in frames.items()}
+    train = frames["train"]
+    datasets = {"train": balanced_dataset(train, image_size, sizes["train"], seed, augment) if balance == "sample"
+                else make_dataset(train, image_size, sizes["train"], shuffle=True, augment=augment, seed=seed,
+                                  weighted=balance == "weight")}
     for name in ("validation", "test"):
-        datasets[name] = make_dataset(split[split["split"] == name], image_size, batch_size, seed=seed)
-    return datasets
+        datasets[name] = make_dataset(frames[name], image_size, sizes[name], seed=seed)
+    return {name: without_short_batches(dataset, replicas) for name, dataset in datasets.items()}

@@ -213,13 +213,16 @@ def train_run(data: str | Path, run_dir: str | Path, arch: str = "default", num_
     """Scan, split, train and evaluate one architecture; write everything into RUN_DIR (holding its lock).
     `balance` is the mitigation across race x gender groups (faceattr.defaults.GROUP_BALANCES)."""
     from faceattr.data import is_sample, scan, split_frame
-    from faceattr.pipeline import split_datasets
+    from faceattr.pipeline import replica_batch_size, split_datasets
 
     check_settings(arch, num_epochs, image_size, batch_size, loss_balance, age_head, balance, learning_rate)
     recipe = resolve_recipe(arch, image_size, age_head, loss_balance, loss_weights, learning_rate)
     precision = choose_precision()
     result = scan(data)
     split = split_frame(result.frame, seed=seed)
+    strategy = device_strategy()
+    for name, count in split["split"].value_counts().items():   # refuse before the run folder is touched
+        replica_batch_size(name, count, batch_size, strategy.num_replicas_in_sync)
     with RunFolder(run_dir).writing(overwrite) as run:
         run.save_split(split)
         train = split[split["split"] == "train"]
@@ -233,9 +236,10 @@ def train_run(data: str | Path, run_dir: str | Path, arch: str = "default", num_
             monitor={"name": SCORE, "definition": SCORE_DEFINITION},
             split_counts=split["split"].value_counts().to_dict())
         keras.utils.set_random_seed(seed)
-        with device_strategy().scope():
+        with strategy.scope():
             model = build_compiled(recipe, train, age_scale)
-        datasets = split_datasets(split, recipe["image_size"], batch_size, seed, augment, balance)
+        datasets = split_datasets(split, recipe["image_size"], batch_size, seed, augment, balance,
+                                  strategy.num_replicas_in_sync)
         started = time.perf_counter()
         history = fit(model, datasets["train"], datasets["validation"], num_epochs, run.root, reference_errors,
                       patience, progress)

@@ -79,3 +79,33 @@ def test_downscaling_is_antialiased_for_files_and_for_crops(tmp_path):
     from_crop = crops_to_batch([Image.fromarray(stripes)], 32)[0]
     assert np.abs(from_file.astype(float) - 127.5).max() < 20
     np.testing.assert_array_equal(from_file.astype("float32"), from_crop)  # a crop is resized like a file
+
+
+@pytest.mark.parametrize("images, batch_size, replicas, expected", [
+    (1000, 32, 1, 32), (9, 32, 1, 32), (0, 32, 1, 32),   # one device: the batch size as it is
+    (1000, 32, 2, 32), (9, 32, 2, 8),          # several: a small split's first batch still splits evenly
+    (33, 32, 4, 32), (30, 32, 4, 28), (4, 32, 4, 4)])
+def test_replica_batch_size_makes_every_first_batch_split_evenly(images, batch_size, replicas, expected):
+    from faceattr.pipeline import replica_batch_size
+
+    assert replica_batch_size("validation", images, batch_size, replicas) == expected
+
+
+def test_replica_batch_size_names_the_setting_or_the_split_it_cannot_serve():
+    from faceattr.errors import DataError, SettingsError
+    from faceattr.pipeline import replica_batch_size
+
+    with pytest.raises(SettingsError, match="batch_size=32 .* multiple of 3"):
+        replica_batch_size("train", 1000, 32, 3)
+    with pytest.raises(DataError, match="the test split has 1 image"):
+        replica_batch_size("test", 1, 32, 2)
+
+
+def test_without_short_batches_drops_only_a_batch_too_small_to_give_every_device_an_image():
+    from faceattr.pipeline import tf, without_short_batches
+
+    batches = tf.data.Dataset.range(9).batch(4).map(lambda images: (images, {"age": images}))   # 4, 4, 1
+    sizes = lambda dataset: [len(images) for images, _ in dataset.as_numpy_iterator()]
+    assert sizes(without_short_batches(batches, 2)) == [4, 4]
+    assert sizes(without_short_batches(batches, 1)) == [4, 4, 1]
+    assert sizes(without_short_batches(tf.data.Dataset.range(10).batch(4).map(lambda i: (i, i)), 2)) == [4, 4, 2]

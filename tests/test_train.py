@@ -1,5 +1,7 @@
 """Training for real on tiny data: loss falls, checkpoints survive Ctrl-C, the strategy path runs."""
 
+import json
+import os
 import subprocess
 import sys
 
@@ -125,6 +127,58 @@ def test_mirrored_strategy_on_two_logical_cpus():
     assert "replicas 2" in result.stdout
 
 
+GPU_PATH_SCRIPT = """
+import sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+import faceattr.train as train
+# What "auto" chooses on a machine with several GPUs, on two logical CPUs: mixed float16 (a loss-scaling optimizer)
+# and a MirroredStrategy. Everything else is the kit's own run.
+train.choose_precision = lambda setting=None: keras.mixed_precision.set_global_policy("mixed_float16") or "mixed_float16"
+train.device_strategy = lambda devices=None: tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+from faceattr.errors import SettingsError
+try:
+    train.train_run(sys.argv[1], sys.argv[2], image_size=32, num_epochs=1, batch_size=15)
+except SettingsError as error:
+    print("refused:", error, "| run folder written:", __import__("os").path.exists(sys.argv[2]))
+metrics = train.train_run(sys.argv[1], sys.argv[2], image_size=32, num_epochs=1, batch_size=16)
+print("trained", sorted(metrics))
+"""
+
+RELOAD_SCRIPT = """
+import shutil, sys
+from faceattr.evaluate import evaluate_run
+from faceattr.runs import RunFolder
+shutil.copy(RunFolder(sys.argv[1]).root / "predictions.csv", sys.argv[2])
+evaluate_run(sys.argv[1])           # a fresh process: float32 by default, no strategy
+print("reloaded", RunFolder(sys.argv[1]).load_model().get_layer("conv1").compute_dtype)
+"""
+
+
+def test_a_mixed_float16_mirrored_run_reloads_in_a_plain_process_and_predicts_the_same(tmp_path):
+    import pandas as pd
+    from faceattr.sample import write_sample
+
+    faces = write_sample(tmp_path / "faces", count=60, seed=1)   # float16 on a CPU is emulated, so keep it small
+    run, environment = tmp_path / "run", {**os.environ, "FACEATTR_PRECISION": "float32"}
+    trained = subprocess.run([sys.executable, "-c", GPU_PATH_SCRIPT, str(faces), str(run)], capture_output=True,
+                             text=True, env=environment)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert "refused: batch_size=15 does not split evenly over 2 GPUs" in trained.stdout
+    assert "run folder written: False" in trained.stdout
+    assert json.loads((run / "config.json").read_text())["precision"] == "mixed_float16"
+    reloaded = subprocess.run([sys.executable, "-c", RELOAD_SCRIPT, str(run), str(tmp_path / "first.csv")],
+                              capture_output=True, text=True, env=environment)
+    assert reloaded.returncode == 0, reloaded.stderr[-3000:]
+    assert "reloaded float16" in reloaded.stdout     # the saved layers keep the precision they were trained in
+    first, again = pd.read_csv(tmp_path / "first.csv"), pd.read_csv(run / "predictions.csv")
+    assert len(again) == json.loads((run / "config.json").read_text())["split_counts"]["test"]
+    numeric = [column for column in first if column.startswith(("pred_", "prob_"))]
+    np.testing.assert_allclose(again[numeric], first[numeric], atol=1e-3)
+
+
 def test_timed_fit_names_a_single_heads_columns_by_head_and_times_each_epoch(tiny_split):
     from faceattr.balance import head_losses
     from faceattr.train import HEAD_METRICS, timed_fit
@@ -197,3 +251,14 @@ def test_prebuild_makes_fit_trace_the_training_step_once():
     assert model.optimizer.built
     model.fit(data, epochs=2, verbose=0)
     assert len(traces) == 1   # without the pre-build, the first trace creates variables and TensorFlow traces again
+
+
+def test_auto_precision_is_float16_on_a_gpu_whatever_the_cpu(monkeypatch):
+    import faceattr.train as train
+
+    monkeypatch.setattr(train, "cpu_has_bfloat16", lambda: True)
+    monkeypatch.setattr(train.tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"] if kind == "GPU" else [])
+    monkeypatch.delenv("FACEATTR_PRECISION", raising=False)
+    assert train.choose_precision() == "mixed_float16" == keras.mixed_precision.global_policy().name
+    monkeypatch.setenv("FACEATTR_PRECISION", "float32")
+    assert train.choose_precision() == "float32"
