@@ -339,7 +339,7 @@ def phase_roofline(data: str, epochs: int) -> dict:
         row["fraction_of_own_peak"] = row["gflop_per_s"] / peaks[row["precision"]]
     return {"peak_gflop_per_s": peaks, "peak_measurements": {"before_rows": before, "after_rows": after},
             "threads": {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
-                                                   "inter_op": tf.config.threading.get_inter_op_parallelism_threads()},
+                        "inter_op": tf.config.threading.get_inter_op_parallelism_threads()},
             "rows": rows}
 
 
