@@ -8,6 +8,7 @@ import json
 import math
 import os
 import shutil
+import stat
 import sys
 import tarfile
 import tempfile
@@ -21,12 +22,14 @@ import pandas as pd
 
 from faceattr.defaults import DEFAULT_SEED
 from faceattr.errors import DataError, DatasetNotFound  # noqa: F401  (re-exported)
-from faceattr.files import atomic_write, atomic_write_json, locked
+from faceattr.files import atomic_write_json, locked
 from faceattr.labels import AGE_MAX, AGE_MIN, GENDER_NAMES, RACE_NAMES, age_band
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png")
-SCAN_FORMAT_VERSION = "3"  # bump when the parser or the scan's columns change
+SCAN_FORMAT_VERSION = "4"  # bump when the parser, the scan's columns or its cache file change
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+FALLBACK_PREFIX = "faceattr-cache-"  # a private temporary cache folder's name starts so (see private_fallback_dir)
+_noted_fallbacks: set[Path] = set()  # cache folders whose refusal this process has already explained
 
 
 @dataclass(frozen=True)
@@ -130,19 +133,65 @@ def default_cache_dir() -> Path:
     return Path(configured) if configured else Path.home() / ".cache" / "faceattr"
 
 
-def usable_cache_dir() -> Path:
-    """The cache folder if it can be written, else a private temporary one (with a note on stderr)."""
-    wanted = default_cache_dir()
+def folder_problem(path: Path) -> str | None:
+    """Why `path` is no safe cache folder (another user owns it, or others can write in it); None when it is one.
+
+    A file someone else can plant in the cache is a file this user's runs would trust. On Windows, where folders
+    carry ACLs rather than modes, every folder passes."""
+    if not hasattr(os, "getuid"):
+        return None
+    info = os.stat(path)
+    if not stat.S_ISDIR(info.st_mode):
+        return "it is not a folder"
+    if info.st_uid != os.getuid():
+        return "it belongs to another user"
+    if info.st_mode & 0o022:
+        return "other users can write in it"
+    return None
+
+
+def private_folder_problem(path: Path) -> str | None:
+    """Make `path` (mode 700 when new) and say why it cannot be this user's cache, or None when it can: it must be
+    writable, and neither it nor a subfolder may be another user's or writable by others."""
     try:
-        wanted.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=wanted):
-            return wanted
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for folder in (path, *(child for child in path.iterdir() if child.is_dir())):
+            problem = folder_problem(folder)
+            if problem:
+                return f"{problem}{'' if folder == path else f' ({folder.name}/)'}, so others could plant files "\
+                       "your runs would trust"
+        with tempfile.TemporaryFile(dir=path):
+            return None
     except OSError as error:
-        fallback = Path(tempfile.gettempdir()) / f"faceattr-cache-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
-        fallback.mkdir(mode=0o700, exist_ok=True)
-        print(f"note: the cache folder {wanted} cannot be written ({error.strerror}); using {fallback} instead. "
-              "Set FACEATTR_CACHE_DIR to a writable folder to keep the cache.", file=sys.stderr)
-        return fallback
+        return f"it cannot be written ({error.strerror or error})"
+
+
+def private_fallback_dir() -> Path:
+    """A private temporary cache folder: an earlier one of this user's (mode 700, theirs), else a fresh one made by
+    `tempfile.mkdtemp`, never a predictable path someone else could have made first."""
+    for candidate in sorted(Path(tempfile.gettempdir()).glob(f"{FALLBACK_PREFIX}*")):
+        try:
+            if folder_problem(candidate) is None and not candidate.stat().st_mode & 0o077:
+                return candidate
+        except OSError:
+            continue
+    return Path(tempfile.mkdtemp(prefix=FALLBACK_PREFIX))
+
+
+def usable_cache_dir() -> Path:
+    """The cache folder when it is this user's own and writable, else a private temporary one (with a note on
+    stderr, once per process, saying why)."""
+    wanted = default_cache_dir()
+    problem = private_folder_problem(wanted)
+    if problem is None:
+        return wanted
+    fallback = private_fallback_dir()
+    if wanted not in _noted_fallbacks:
+        _noted_fallbacks.add(wanted)
+        print(f"note: the cache folder {wanted} is not used: {problem}. Using the private folder {fallback} instead; "
+              "set FACEATTR_CACHE_DIR to a folder only you can write (for a class: one folder per student) to keep "
+              "the cache.", file=sys.stderr)
+    return fallback
 
 
 def list_files(root: Path) -> tuple[list[tuple[str, int, int]], list[dict[str, str]]]:
@@ -267,8 +316,9 @@ def cache_entries(cache_dir: Path | None = None) -> list[dict]:
             info = folder.with_suffix(".json")
             archive = json.loads(info.read_text()).get("archive", "?") if info.exists() else "?"
             entries.append({"kind": "extraction", "path": folder, "bytes": folder_bytes(folder), "source": archive})
-    for pickle in sorted((cache_dir / "scans").glob("*.pkl")):
-        entries.append({"kind": "scan", "path": pickle, "bytes": pickle.stat().st_size, "source": ""})
+    for scan_file in sorted((cache_dir / "scans").glob("*")):  # JSON; also an older kit's pickles, never read
+        if scan_file.suffix in (".json", ".pkl"):
+            entries.append({"kind": "scan", "path": scan_file, "bytes": scan_file.stat().st_size, "source": ""})
     for store in sorted((cache_dir / "decoded").glob("*.npy")):  # faceattr.store's decoded images
         try:
             count, size = np.load(store, mmap_mode="r").shape[:2]
@@ -325,16 +375,28 @@ def scan(data: str | Path, progress: bool = False, cache: bool = True) -> ScanRe
         path = extract_tarball(path, cache_dir)
     root = path.resolve()
     listing = list_files(root)
-    cache_file = cache_dir / "scans" / f"{scan_cache_key(root, listing[0])}.pkl"
+    cache_file = cache_dir / "scans" / f"{scan_cache_key(root, listing[0])}.json"
     result = read_scan_cache(cache_file, root) if cache else None
     if result is None:
         result = scan_folder(root, progress=progress, listing=listing)
         if cache:
-            atomic_write(cache_file, lambda temporary: pd.to_pickle((result.frame, result.skipped), temporary))
+            atomic_write_json(cache_file, {"frame": frame_to_json(result.frame), "skipped": frame_to_json(result.skipped)})
     if result.frame.empty:
         raise DataError(f"{path} holds no valid UTKFace images ({len(result.skipped)} files skipped). "
                         "Files must be named age_gender_race_datetime.jpg; see data/README.md.")
     return result
+
+
+def frame_to_json(frame: pd.DataFrame) -> dict:
+    """A DataFrame as plain JSON data: its columns and rows (a format that cannot run code when read)."""
+    return frame.to_dict(orient="split", index=False)
+
+
+def frame_from_json(payload: dict, columns: list[str]) -> pd.DataFrame:
+    """`frame_to_json`'s inverse, refusing any other columns."""
+    if payload["columns"] != columns:
+        raise ValueError("unexpected columns")
+    return pd.DataFrame(payload["data"], columns=columns)
 
 
 def read_scan_cache(cache_file: Path, root: Path) -> ScanResult | None:
@@ -342,9 +404,10 @@ def read_scan_cache(cache_file: Path, root: Path) -> ScanResult | None:
     if not cache_file.exists():
         return None
     try:
-        frame, skipped = pd.read_pickle(cache_file)
-        if list(frame.columns) != FRAME_COLUMNS or list(skipped.columns) != ["file", "reason"]:
-            raise ValueError("unexpected columns")
+        payload = json.loads(cache_file.read_text())
+        frame = frame_from_json(payload["frame"], FRAME_COLUMNS)
+        skipped = frame_from_json(payload["skipped"], ["file", "reason"])
+        frame[["age", "gender", "race"]] = frame[["age", "gender", "race"]].astype("int64")
     except Exception as error:  # truncated, garbled or foreign: any failure to read means "scan again"
         print(f"note: the scan cache {cache_file} is damaged ({type(error).__name__}); scanning again.",
               file=sys.stderr)

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from faceattr.errors import FaceattrError
+
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks; writes stay atomic
@@ -55,10 +57,18 @@ def current_umask() -> int:
 @contextmanager
 def locked(lock_path: str | Path, blocking: bool = True) -> Iterator[bool]:
     """Hold an exclusive lock on `lock_path` for the block; yields False (without waiting) if `blocking` is False
-    and another process holds it."""
+    and another process holds it.
+
+    The lock file is opened read-only (a lock needs no write access), so a lock file another user made first in a
+    shared folder still works; one this user cannot even read is a one-line FaceattrError."""
     lock_path = Path(lock_path)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as stream:
+    try:
+        descriptor = os.open(lock_path, os.O_RDONLY | os.O_CREAT, 0o666)
+    except PermissionError:
+        raise FaceattrError(f"the lock file {lock_path} belongs to another user and cannot be opened; ask them to "
+                            "remove it, or use a folder of your own.") from None
+    with os.fdopen(descriptor) as stream:
         if fcntl is None:
             yield True
             return

@@ -249,8 +249,11 @@ class RunFolder:
             raise RunDirError(f"{self.model} does not exist: train a model first with "
                               f"`faceattr train --out {self.root}` (or run notebook 04).")
         try:
-            return keras.models.load_model(self.model, compile=False)
+            return keras.models.load_model(self.model, compile=False, safe_mode=True)  # never run a file's code
         except (ValueError, OSError, KeyError, TypeError) as error:
+            if "safe_mode" in str(error):
+                raise RunDirError(f"{self.model} holds Python code (a Lambda layer), which the kit never runs from a "
+                                  f"file; retrain with `faceattr train --out {self.root} --overwrite`.") from None
             if zipfile.is_zipfile(self.model):
                 raise  # a whole Keras archive that fails to load is a bug, not bad input
             raise RunDirError(f"{self.model} is not a Keras model file ({type(error).__name__}); retrain with "

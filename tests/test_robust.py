@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from faceattr import cli, data
-from faceattr.data import scan
+from faceattr.data import read_scan_cache, scan
 from tests.conftest import write_face
 
 PIL_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP", "PPM", "TGA", "ICO", "PCX", "SGI", "IM", "DDS",
@@ -119,11 +119,11 @@ def test_a_decompression_bomb_is_skipped_by_the_scan(tmp_path):
 def test_a_truncated_scan_cache_is_rebuilt(tmp_path, private_cache, capsys):
     folder = faces(tmp_path / "faces")
     first = scan(folder).frame
-    (cache_file,) = (private_cache / "scans").glob("*.pkl")
+    (cache_file,) = (private_cache / "scans").glob("*.json")
     cache_file.write_bytes(cache_file.read_bytes()[:100])
     pd.testing.assert_frame_equal(scan(folder).frame, first)
     assert "damaged" in capsys.readouterr().err
-    pd.testing.assert_frame_equal(pd.read_pickle(cache_file)[0], first)  # rewritten whole
+    pd.testing.assert_frame_equal(read_scan_cache(cache_file, folder.resolve()).frame, first)  # rewritten whole
 
 
 def test_an_unwritable_cache_folder_falls_back_with_a_note(tmp_path, monkeypatch, capsys):
@@ -228,7 +228,7 @@ def test_atomic_write_uses_a_hidden_sibling_with_the_same_suffix_and_the_umask(t
 def test_a_scan_cache_with_foreign_columns_is_rebuilt(tmp_path, private_cache, capsys):
     folder = faces(tmp_path / "faces")
     first = scan(folder)
-    (cache_file,) = (private_cache / "scans").glob("*.pkl")
+    (cache_file,) = (private_cache / "scans").glob("*.json")
     pd.to_pickle((first.frame, first.skipped.rename(columns={"reason": "why"})), cache_file)
     again = scan(folder)
     assert "damaged" in capsys.readouterr().err and list(again.skipped.columns) == ["file", "reason"]
