@@ -84,3 +84,15 @@ def test_the_card_reads_the_same_test_as_the_notebooks():
     assert "overlap" not in card
     older = model_card({"arch": "default"}, {k: v for k, v in metrics.items() if k != "group_gaps"}, "r")
     assert "rerun `faceattr evaluate`" in older
+
+
+def test_notebooks_05_and_09_read_the_shared_test_and_never_an_interval_overlap():
+    import nbformat
+
+    from faceattr.notebook import notebook_dir
+
+    for name in ("05_evaluate", "09_fairness"):
+        notebook = nbformat.read(notebook_dir() / f"{name}.ipynb", as_version=4)
+        code = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
+        assert "group_gap_test" in code and "gap_reading" in code, name
+        assert "overlap" not in code, f"{name} reads something from whether two intervals overlap"
