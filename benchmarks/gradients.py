@@ -78,9 +78,13 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batches", type=int, default=4)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gradients.json"))
+    parser.add_argument("--out", help="the JSON to write (default: results/gradients-<this CPU>.json)")
     args = parser.parse_args()
+    from bench import machine, machine_slug
     from faceattr.train import choose_precision
+
+    info = machine()
+    out = Path(args.out or ROOT / "benchmarks" / "results" / f"gradients-{machine_slug(info)}.json")
 
     precision = choose_precision()
     from faceattr.data import resolve_data_dir, scan, split_frame
@@ -94,8 +98,8 @@ def main() -> int:
     for when in ("start", "end"):
         print(f"\nTrunk gradient norm per head, {'before training' if when == 'start' else f'after {args.epochs} epochs'}"
               f" ({args.data}, {precision}, {args.seeds} seeds, mean ± sd):\n{table(rows, when)}")
-    Path(args.out).write_text(json.dumps({"data": args.data, "precision": precision, "epochs": args.epochs,
-                                          "batches": args.batches, "runs": rows}, indent=1) + "\n")
+    out.write_text(json.dumps({"data": args.data, "precision": precision, "epochs": args.epochs,
+                               "batches": args.batches, "machine": info, "runs": rows}, indent=1) + "\n")
     return 0
 
 
