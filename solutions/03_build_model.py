@@ -211,8 +211,10 @@ def exercise_5(data_dir: str, work_dir: Path) -> dict:
     """With MSE the trivial predictor's age loss is the mean squared error of the median age on age / age_scale,
     still far below the cross-entropies of gender and race. Huber with delta 0.1 is never more than half the
     squared error, so MSE makes the age loss larger than Huber, but it stays a small fraction of race's (the
-    table below prints the ratio). The report's weight of 2 only doubles it: the age head still barely steers
-    the shared trunk, which is why the kit divides each loss by its trivial value instead."""
+    table below prints the ratio). The report's weight of 2 only doubles it: the age loss stays a small share of
+    the total, which is why the kit divides each loss by its trivial value instead. That is a statement about the
+    losses' sizes; how hard each head then pulls on the shared trunk is a gradient, which notebook 04 (section 7)
+    and benchmarks/gradients.py measure."""
     import keras
 
     from faceattr.balance import trivial_losses
