@@ -97,7 +97,7 @@ def exercise_3(data_dir: str, work_dir: Path) -> dict:
     head's current training loss, since `exp(-s) * L + s` is smallest at `exp(-s) = 1 / L`: as a head's loss
     falls, its weight rises. Because the age loss is the smallest, its weight grows the most; the normalised
     scheme keeps the starting weights and cannot follow. Which head that helps is for the validation metrics to
-    say (the README's 3-seed balance study), and how each head's pull on the trunk moves, for notebook 04's
+    say (the 3-seed balance study in docs/balance.md), and how each head's pull on the trunk moves, for notebook 04's
     section 7. How far the weights get depends on the number of steps."""
     from faceattr.balance import balance_weights, task_uncertainty_layer, trivial_losses
     from faceattr.labels import HEAD_NAMES
