@@ -30,3 +30,8 @@ class PhotoError(FaceattrError, ValueError):
 
 class SequenceError(FaceattrError, RuntimeError):
     """A notebook of the sequence failed, or its parameters were wrong."""
+
+
+class DiskFullError(FaceattrError, OSError):
+    """No space left (or the quota is used up) on the disk being written; an OSError too, so a fallback that
+    handles write failures (the decoded-image store's) still applies."""
