@@ -187,18 +187,17 @@ def same_file(path: Path, other: str | Path) -> bool:
         return False
 
 
-def output_path(folder: str, name: str, photos: list[str], taken: set[Path]) -> Path:
-    """FOLDER/NAME, where `predict --annotate` or `explain --out` writes for one photo; a PhotoError when it is one
-    of the input photos, or another photo of this call has written it already. (A file there that the kit did not
-    write is refused when written: see `faceattr.runs.Manifest.write`.)"""
+def output_path(folder: str, name: str, photo: str, photos: list[str], written: dict[Path, Path]) -> Path:
+    """FOLDER/NAME, where `predict --annotate` or `explain --out` writes for `photo`; a PhotoError when that is one of
+    the input photos, or another photo of this call wrote it (`written`: each output so far, and its photo). A file
+    there that the kit did not write is refused when written (see `faceattr.runs.Manifest.write`)."""
     target = Path(folder) / name
-    if any(same_file(target, photo) for photo in photos):
+    if any(same_file(target, other) for other in photos):
         raise PhotoError(f"{target} is one of the input photos, and the kit never writes over an input: choose "
                          "another output folder.")
-    if target.resolve() in taken:
-        raise PhotoError(f"{target} was already written for another photo of the same name in this call; rename "
-                         "one of them, or write their outputs to separate folders.")
-    taken.add(target.resolve())
+    if target.resolve() in written and not same_file(written[target.resolve()], photo):
+        raise PhotoError(f"{target} was already written for {written[target.resolve()]}, another photo of the same "
+                         "name; rename one of them, or write their outputs to separate folders.")
     return target
 
 
@@ -228,7 +227,7 @@ def command_predict(args: argparse.Namespace) -> int:
     model, provenance = run.load_model(), run.provenance()
     if provenance["synthetic"]:
         print(f"faceattr predict: note: {SYNTHETIC_NOTE}.", file=sys.stderr)
-    done, taken = 0, set()
+    done, written = 0, {}
     for photo_path, photo, faces in faces_in_photos("predict", model, args):
         if args.json:
             print(json.dumps(json_record(photo_path, faces, provenance)))
@@ -241,9 +240,11 @@ def command_predict(args: argparse.Namespace) -> int:
                       + (", cut by the border" if quality["cut_by_border"] else ""))
         if args.annotate:
             try:
-                target = output_path(args.annotate, f"{Path(photo_path).stem}_faces.jpg", args.photos, taken)
+                target = output_path(args.annotate, f"{Path(photo_path).stem}_faces.jpg", photo_path, args.photos,
+                                     written)
                 Manifest(target.parent).write(target, lambda temporary: annotate(
                     photo, faces, provenance["synthetic"]).save(temporary, "JPEG", quality=92))
+                written[target.resolve()] = Path(photo_path)
             except FaceattrError as error:  # an input photo, a user's file, or a full disk: this photo only
                 print(f"faceattr predict: error: {error}", file=sys.stderr)
                 continue
@@ -270,7 +271,7 @@ def command_explain(args: argparse.Namespace) -> int:
     run = RunFolder(args.model)
     model, provenance = run.load_model(), run.provenance()
     layer = check_layer(model, args.layer) if args.layer else last_conv_layer(model)
-    done, taken = 0, set()
+    done, outputs = 0, {}
     for photo_path, _, faces in faces_in_photos("explain", model, args):
         written = []
         for index, face in enumerate(faces, start=1):
@@ -279,9 +280,11 @@ def command_explain(args: argparse.Namespace) -> int:
             titles = {"age": f"age {face['age']:.0f}", "gender": face["gender"], "race": face["race"]}
             figure = heatmap_row(batch[0], maps, titles, SYNTHETIC_NOTE if provenance["synthetic"] else "")
             try:
-                target = output_path(args.out, f"{Path(photo_path).stem}_face{index}_gradcam.png", args.photos, taken)
+                target = output_path(args.out, f"{Path(photo_path).stem}_face{index}_gradcam.png", photo_path,
+                                     args.photos, outputs)
                 Manifest(target.parent).write(target, lambda temporary: figure.savefig(temporary, format="png",
                                                                                        dpi=120))
+                outputs[target.resolve()] = Path(photo_path)
             except FaceattrError as error:  # an input photo, a user's file, or a full disk: this photo only
                 print(f"faceattr explain: error: {error}", file=sys.stderr)
                 break

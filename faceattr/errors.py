@@ -35,3 +35,7 @@ class SequenceError(FaceattrError, RuntimeError):
 class DiskFullError(FaceattrError, OSError):
     """No space left (or the quota is used up) on the disk being written; an OSError too, so a fallback that
     handles write failures (the decoded-image store's) still applies."""
+
+    def __str__(self) -> str:
+        """The one-line message, not OSError's "[Errno 28] ..." form."""
+        return str(self.args[0]) if self.args else ""
