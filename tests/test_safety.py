@@ -48,13 +48,19 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 
 def kit_run(folder: Path) -> RunFolder:
-    """A run folder as the kit leaves it (config, split, a figure), without training."""
+    """A run folder as the kit leaves it (config, split, a figure), made through the kit's own writers, untrained."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from faceattr.plots import save_figure
+
     run = RunFolder(folder)
     with run.writing():
         run.write_run_config(folder.parent, False, seed=3, image_size=32, arch="default")
-        run.split.parent.mkdir(parents=True, exist_ok=True)
-        run.write(run.split, lambda temporary: temporary.write_text("file,age,gender,race,split\n"))
-        run.write(run.figures / "training_curves.png", lambda temporary: temporary.write_bytes(b"kit png"))
+        run.save_split(pd.DataFrame({"file": ["a.jpg"], "age": [20], "gender": [0], "race": [0], "split": ["test"]}))
+        figure = plt.figure(figsize=(1, 1))
+        save_figure(figure, run.root, "training_curves")
+        plt.close(figure)
     return run
 
 
@@ -92,11 +98,13 @@ def test_overwrite_removes_exactly_the_kits_unchanged_files_and_notes_the_rest(t
     run = kit_run(tmp_path / "run")
     (run.figures / "fig1_final.png").write_bytes(b"my figure")
     (run.root / "notes.txt").write_text("mine")
-    notes = []
-    with run.writing(overwrite=True, report=notes.append):
+    with run.writing(overwrite=True):
         assert not run.config.exists() and not run.split.exists()
         assert not (run.figures / "training_curves.png").exists()
     assert snapshot(run.root) == {"figures/fig1_final.png": b"my figure", "notes.txt": b"mine"}
+    notes = []
+    with run.writing(overwrite=True, report=notes.append):  # what `train --overwrite` prints about them
+        pass
     assert len(notes) == 1 and "figures/fig1_final.png" in notes[0] and "notes.txt" in notes[0]
 
 
@@ -114,20 +122,27 @@ def test_a_symlinked_figures_folder_never_leads_outside_the_run_folder(tmp_path)
     elsewhere.mkdir()
     (elsewhere / "old_run.png").write_bytes(b"another run's figure")
     run = kit_run(tmp_path / "run")
-    shutil.rmtree(run.figures)
-    run.figures.symlink_to(elsewhere, target_is_directory=True)
-    run.write(run.figures / "training_curves.png", lambda temporary: temporary.write_bytes(b"kit png"))  # through it
-    notes = []
-    with run.writing(overwrite=True, report=notes.append):  # no rmtree traceback
+    made = (run.figures / "training_curves.png").read_bytes()
+    (run.figures / "training_curves.png").rename(elsewhere / "training_curves.png")
+    run.figures.rmdir()
+    run.figures.symlink_to(elsewhere, target_is_directory=True)  # the kit's figure, now reached through a link
+    with run.writing(overwrite=True):  # no rmtree traceback
         pass
-    assert snapshot(elsewhere) == {"old_run.png": b"another run's figure", "training_curves.png": b"kit png"}
+    assert snapshot(elsewhere) == {"old_run.png": b"another run's figure", "training_curves.png": made}
     assert run.figures.is_symlink() and not run.config.exists()
-    assert "figures/training_curves.png" in notes[0]
+    notes = []
+    with run.writing(overwrite=True, report=notes.append):
+        pass
+    assert "reached through a link" in notes[0] and "figures/training_curves.png" in notes[0]
 
 
 def test_notebook_04s_writes_replace_only_the_kits_own_model_config_and_history(tmp_path):
+    from faceattr.train import BestCheckpoint
+
     run = kit_run(tmp_path / "run")
-    run.write(run.model, lambda temporary: temporary.write_bytes(b"kit model"))
+    checkpoint = BestCheckpoint(run.model)
+    checkpoint.set_model(type("Model", (), {"save": lambda self, path: Path(path).write_bytes(b"kit model")})())
+    checkpoint.on_epoch_end(0, {"val_score": 0.5})  # notebook 04's checkpoint saved the best epoch
     with run.writing(replacing=[run.model, run.config, run.history]):
         assert not run.model.exists() and not run.config.exists() and run.split.exists()
     run.model.write_bytes(b"the student's model")
@@ -211,10 +226,8 @@ def test_train_into_a_folder_faceattr_run_is_writing_is_refused_and_its_notebook
                                                                                               capsys):
     import papermill
 
-    from faceattr.runs import RUN_LOCK_VARIABLE
-
     faces, out, seen = small_data(tmp_path / "faces"), tmp_path / "out", {}
-    environment = {key: value for key, value in os.environ.items() if key != RUN_LOCK_VARIABLE}
+    environment = {key: value for key, value in os.environ.items() if "RUN_LOCK" not in key}  # not the sequence's
     notebook_04 = ("from faceattr.runs import RunFolder\nrun = RunFolder({out!r})\n"
                    "with run.writing(replacing=[run.model, run.config, run.history]):\n"
                    "    run.write(run.model, lambda temporary: temporary.write_bytes(b'model'))\n")
@@ -231,9 +244,9 @@ def test_train_into_a_folder_faceattr_run_is_writing_is_refused_and_its_notebook
 
     monkeypatch.setattr(papermill, "execute_notebook", execute_notebook)
     assert main(["run", "--data", str(faces), "--out", str(out)]) == 0
-    assert seen["kernel"].returncode == 0, seen["kernel"].stderr
     assert seen["train"].returncode == 2 and "another process is writing a run into" in seen["train"].stderr
     assert seen["train"].stderr.count("\n") == 1
+    assert seen["kernel"].returncode == 0, seen["kernel"].stderr
     assert RunFolder(out).model.read_bytes() == b"model" and not RunFolder(out).config.exists()
 
 
@@ -331,9 +344,6 @@ def test_an_archive_larger_than_the_free_disk_is_refused_before_extraction(tmp_p
 # ---------------------------------------------------------------- item 3: files read as streams, with a size cap
 
 def test_a_sparse_2_gb_image_is_skipped_unread_with_a_reason(tmp_path):
-    from faceattr.data import content_hash
-    from faceattr.files import FileTooLarge
-
     folder = small_data(tmp_path / "faces", 3)
     giant = write_face(folder / "20_0_0_giant.jpg")
     os.truncate(giant, 2 << 30)  # a valid JPEG, then 2 GB of holes
@@ -341,7 +351,10 @@ def test_a_sparse_2_gb_image_is_skipped_unread_with_a_reason(tmp_path):
     assert len(result.frame) == 3
     assert result.skipped.set_index("file").loc["20_0_0_giant.jpg", "reason"] == \
         "file too large (2,147 MB; a face photo is under 50 MB)"
-    with pytest.raises(FileTooLarge):
+    from faceattr.data import content_hash
+    from faceattr.files import FileTooLarge
+
+    with pytest.raises(FileTooLarge):  # read as a stream, and no further than the cap
         content_hash(giant)
 
 
