@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Put the venv first on PATH so Jupyter kernels started by papermill/nbval use it.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test lab bench bench-scale bench-balance bench-detect mutate sample clean
+.PHONY: run test test-fast lab bench bench-scale bench-balance bench-detect mutate sample clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The inner loop: everything that does not train a model (tests/conftest.py marks those `trains`), notebooks 01-03.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not trains"
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

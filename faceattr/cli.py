@@ -359,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--layer", default=None, help="the convolution to explain (default: the last one)")
     explain.add_argument("--min-face-size", type=int, default=20, help="smallest face to detect, in pixels")
     explain.add_argument("--min-confidence", type=float, default=None,
-                         help="detection confidence floor (default: the measured one, see README)")
+                         help="detection confidence floor (default: the measured one, see docs/detection.md)")
     explain.set_defaults(handler=command_explain)
 
     card = commands.add_parser("card", help="print a run's model card (what the model is for, where it fails)")
@@ -373,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--annotate", metavar="OUT_DIR", help="write each photo with boxes and labels here")
     predict.add_argument("--min-face-size", type=int, default=20, help="smallest face to detect, in pixels")
     predict.add_argument("--min-confidence", type=float, default=None,
-                         help="detection confidence floor (default: the measured one, see README)")
+                         help="detection confidence floor (default: the measured one, see docs/detection.md)")
     predict.set_defaults(handler=command_predict)
 
     run = commands.add_parser("run", help="run the whole notebook sequence with papermill (what `make run` does)")

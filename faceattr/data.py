@@ -242,7 +242,8 @@ FRAME_COLUMNS = ["file", "age", "gender", "race", "gender_name", "race_name", "a
 
 def build_frame(rows: list[dict], root: Path) -> pd.DataFrame:
     """Turn parsed rows into the labelled DataFrame, sorted by file."""
-    frame = pd.DataFrame(rows, columns=["file", "age", "gender", "race", "content"])  # content: None if unknown.sort_values("file", ignore_index=True)
+    frame = pd.DataFrame(rows, columns=["file", "age", "gender", "race", "content"])  # content: None if unknown
+    frame = frame.sort_values("file", ignore_index=True)
     frame[["age", "gender", "race"]] = frame[["age", "gender", "race"]].astype("int64")
     frame["gender_name"] = [GENDER_NAMES[g] for g in frame["gender"]]
     frame["race_name"] = [RACE_NAMES[r] for r in frame["race"]]

@@ -10,7 +10,7 @@ import pandas as pd
 
 from _shared import SEED, TOKEN_EPOCHS, TOKEN_IMAGE_SIZE, small_run, split_of
 
-NUM_BOOTSTRAP = 100     # the notebook's num_bootstrap is 200; fewer resamples give rougher intervals, faster
+NUM_BOOTSTRAP = 100     # the notebook's num_bootstrap is 500; fewer resamples give rougher intervals, faster
 
 
 def race_frame(scored: pd.DataFrame, head: str, groups, num_bootstrap: int | None = None):
