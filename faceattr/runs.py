@@ -298,9 +298,10 @@ class RunFolder:
                                 not (folder == self.root and path in (self.figures, self.notebooks)))})
         if not left:
             return []
-        names = [os.path.relpath(path, self.root) for path in left]
-        return [f"--overwrite left {len(names)} file(s) in {self.root} alone, as faceattr did not write them (or "
-                f"they changed since, or are reached through a link): {', '.join(names[:5])}"
+        names = [os.path.relpath(path, self.root) + ("/" if path.is_dir() else "") for path in left]
+        return [f"--overwrite left {len(names)} entr{'y' if len(names) == 1 else 'ies'} in {self.root} alone, not "
+                "being the run's own files as the kit wrote them (yours, changed since, in a folder of their own, "
+                f"or reached through a link): {', '.join(names[:5])}"
                 + (f" and {len(names) - 5} more" if len(names) > 5 else "")]
 
     def check_idle(self) -> None:
