@@ -30,6 +30,7 @@ from faceattr.files import FileTooLarge, atomic_write_json, file_digest, locked,
 from faceattr.labels import AGE_MAX, AGE_MIN, GENDER_NAMES, RACE_NAMES, age_band
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png")
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 SCAN_FORMAT_VERSION = "4"  # bump when the parser, the scan's columns or its cache file change
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MAX_IMAGE_BYTES = 50_000_000  # a face photo is far smaller: a file over this is skipped, never read whole
@@ -354,9 +355,6 @@ def extract_tarball(archive: Path, cache_dir: Path) -> Path:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return target
-
-
-ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 
 
 def is_extraction(folder: Path) -> bool:

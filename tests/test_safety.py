@@ -316,7 +316,8 @@ def twin_archive(folder: Path, gender: int) -> Path:
 def test_two_archives_that_differ_only_in_the_middle_get_their_own_extractions(tmp_path):
     first, second = twin_archive(tmp_path / "a", gender=1), twin_archive(tmp_path / "b", gender=0)
     raw = [path.read_bytes() for path in (first, second)]
-    assert len(raw[0]) == len(raw[1]) and raw[0][:1 << 20] == raw[1][:1 << 20] and raw[0][-(1 << 20):] == raw[1][-(1 << 20):]
+    mib = 1 << 20
+    assert len(raw[0]) == len(raw[1]) and raw[0][:mib] == raw[1][:mib] and raw[0][-mib:] == raw[1][-mib:]
     assert scan(first).frame["gender_name"].tolist() == ["female"]
     assert scan(second).frame["gender_name"].tolist() == ["male"]
 
