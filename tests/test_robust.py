@@ -237,7 +237,7 @@ def test_a_scan_cache_with_foreign_columns_is_rebuilt(tmp_path, private_cache, c
     assert cached.root == folder.resolve()
 
 
-def test_cache_listing_skips_half_made_extractions_and_names_unknown_sources(tmp_path):
+def test_cache_listing_shows_half_made_extractions_as_unfinished_and_names_unknown_sources(tmp_path):
     cache = tmp_path / "cache"
     (cache / "extracted" / "abc.x1.partial").mkdir(parents=True)
     (cache / "extracted" / "abc").mkdir()
@@ -251,7 +251,8 @@ def test_cache_listing_skips_half_made_extractions_and_names_unknown_sources(tmp
     stored = (cache / "decoded" / "k-8px.npy").stat().st_size
     entries = data.cache_entries(cache)
     assert [(e["kind"], e["path"].name, e["bytes"], e["source"]) for e in entries] == [
-        ("extraction", "abc", 5, "?"), ("scan", "one.pkl", 3, ""), ("scan", "two.pkl", 3, ""),
+        ("extraction", "abc", 5, "?"), ("extraction", "abc.x1.partial", 0, "unfinished"),
+        ("scan", "one.pkl", 3, ""), ("scan", "two.pkl", 3, ""),
         ("decoded", "bad-8px.npy", 3, "damaged"), ("decoded", "k-8px.npy", stored, "2 images at 8 px")]
     with data.locked(cache / "decoded" / "k-8px.npy.lock"):  # being written by another process
         assert data.clear_cache(cache) == (14, [cache / "decoded" / "k-8px.npy"])
