@@ -209,12 +209,12 @@ def typical_face(age: int, gender: int, race: int, profile: str = DEFAULT_PROFIL
     return draw_face(age, gender, race, TypicalDraws(), profile)
 
 
-def drawing_recipe(profile: str = DEFAULT_PROFILE) -> pd.DataFrame:
-    """The data sheet: which cue of the drawing carries each label, read from this module's constants."""
-    chosen_profile = profile_named(profile)
+def drawing_recipe(profile: str = DEFAULT_PROFILE) -> dict[tuple[str, str], str]:
+    """The data sheet: {(label, cue): how it is drawn}, read from this module's constants (the profile's
+    frequencies are its `summary`)."""
+    profile_named(profile)
     male, female = GENDER_NAMES
     rows = [
-        ("all", "frequencies", f"profile {profile}: {chosen_profile.summary}"),
         ("race", "skin tone", f"one tone per race, noise sd {SKIN_SPREAD} per RGB channel; {TONE_BORROWING:.0%} of "
                               "faces get a random race's tone instead"),
         ("race", "hair colour", "one colour per race, greying with age"),
@@ -226,7 +226,7 @@ def drawing_recipe(profile: str = DEFAULT_PROFILE) -> pd.DataFrame:
         ("age", "grey hair", f"from {GREYING_START}, fully grey at {GREYING_START + GREYING_SPAN}"),
         ("age", "forehead lines", f"one per {WRINKLE_YEARS} years past {WRINKLE_START}, at most {MAX_WRINKLES}"),
     ]
-    return pd.DataFrame(rows, columns=["label", "cue", "how it is drawn"]).set_index(["label", "cue"])
+    return {(label, cue): how for label, cue, how in rows}
 
 
 def skin_tone_confusion(profile: str = DEFAULT_PROFILE, count: int = 10_000, seed: int = SAMPLE_SEED) -> pd.DataFrame:

@@ -179,3 +179,13 @@ def test_the_cue_figure_shows_a_typical_face_per_race_and_age_band():
         assert np.array_equal(np.asarray(shown), np.asarray(typical_face(ages[3], 0, 1, "balanced")))
     finally:
         plt.close(figure)
+
+
+def test_the_data_sheet_names_a_cue_for_every_label_from_the_drawings_constants():
+    from faceattr.labels import HEAD_NAMES
+    from faceattr.sample import BEARD_MIN_AGE, TONE_BORROWING, drawing_recipe
+
+    recipe = drawing_recipe("balanced")
+    assert {label for label, _cue in recipe} == set(HEAD_NAMES)
+    assert f"{TONE_BORROWING:.0%}" in recipe[("race", "skin tone")]
+    assert f"aged {BEARD_MIN_AGE} or more" in recipe[("gender", "beard")]
