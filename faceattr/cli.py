@@ -272,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = commands.add_parser("sample", help="write the synthetic sample data set")
     sample.add_argument("out_dir")
-    sample.add_argument("--n", type=int, default=SAMPLE_SIZE, help=f"number of valid faces (default {SAMPLE_SIZE})")
+    sample.add_argument("--n", type=int, default=SAMPLE_SIZE,
+                        help=f"number of valid faces (default {SAMPLE_SIZE})")
     sample.add_argument("--seed", type=int, default=SAMPLE_SEED)
     sample.add_argument("--profile", default=DEFAULT_PROFILE,
                         help="how the labels and their cues are drawn: "

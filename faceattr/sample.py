@@ -64,7 +64,7 @@ PROFILES: dict[str, Profile] = {
         race_shares=tuple(RACE_COUNTS / RACE_COUNTS.sum()), male_share=MALE_SHARE, age_mixture=tuple(AGE_MIXTURE),
         skin_tones=tuple(map(tuple, SKIN_TONES.tolist())), hair_colours=tuple(map(tuple, HAIR_COLOURS.tolist()))),
     "balanced": Profile(
-        summary="equal races and genders, ages uniform over 1 to 116, a distinct skin tone per race",
+        summary=f"equal races and genders, ages uniform over {AGE_MIN} to {AGE_MAX}, a distinct skin tone per race",
         race_shares=(0.2,) * len(RACE_NAMES), male_share=0.5, age_mixture=None,
         skin_tones=((240, 206, 188), (96, 62, 44), (214, 178, 106), (160, 108, 72), (188, 136, 150)),
         hair_colours=tuple(map(tuple, HAIR_COLOURS.tolist()))),
