@@ -16,6 +16,7 @@ from faceattr.defaults import (AGE_HEADS, ARCH_NAMES, DEFAULT_BATCH_SIZE, DEFAUL
                                LOSS_BALANCES)
 from faceattr.errors import FaceattrError, PhotoError, SettingsError
 from faceattr.runs import Manifest, RunFolder
+from faceattr.sample import DEFAULT_PROFILE, PROFILES, SAMPLE_SEED, SAMPLE_SIZE, ensure_sample
 
 BUG_LINE = ("faceattr {command}: this is a bug in faceattr, not in your data or settings; please report it "
             "with the traceback above.")
@@ -61,13 +62,11 @@ def print_summary(summary: dict) -> None:
 
 def command_sample(args: argparse.Namespace) -> int:
     """Write the synthetic sample."""
-    from faceattr.sample import ensure_sample
-
     out = Path(args.out_dir)
     if args.n < 10:
         raise UsageError(f"--n {args.n} is too small; use at least 10 images.")
-    ensure_sample(out, args.n, args.seed)  # rebuilds a stale sample whole: no leftover files
-    print(f"wrote {args.n} synthetic faces (+ planted broken files) to {out}")
+    ensure_sample(out, args.n, args.seed, args.profile)  # rebuilds a stale sample whole: no leftover files
+    print(f"wrote {args.n} synthetic faces, profile {args.profile} (+ planted broken files) to {out}")
     return 0
 
 
@@ -309,8 +308,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = commands.add_parser("sample", help="write the synthetic sample data set")
     sample.add_argument("out_dir")
-    sample.add_argument("--n", type=int, default=2000, help="number of valid faces (default 2000)")
-    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--n", type=int, default=SAMPLE_SIZE,
+                        help=f"number of valid faces (default {SAMPLE_SIZE})")
+    sample.add_argument("--seed", type=int, default=SAMPLE_SEED)
+    sample.add_argument("--profile", default=DEFAULT_PROFILE,
+                        help="how the labels and their cues are drawn: "
+                             + "; ".join(f"{name}: {profile.summary}" for name, profile in PROFILES.items())
+                             + f" (default {DEFAULT_PROFILE})")
     sample.set_defaults(handler=command_sample)
 
     scan_parser = commands.add_parser("scan", help="scan a UTKFace folder or .tar.gz and report counts")
