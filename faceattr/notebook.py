@@ -254,6 +254,8 @@ def run_sequence(out_dir: str | Path, data: str = "auto", overrides: dict[str, s
         raise SequenceError(f"--data: {error}") from None
     if data not in ("auto", "sample"):
         data = str(Path(data).expanduser().resolve())
+    if values.get("photo_path", "grace_hopper") != "grace_hopper":  # the notebooks run in the run folder
+        values["photo_path"] = str(Path(values["photo_path"]).expanduser().resolve())
     out = Path(out_dir).resolve()
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
     written = []
