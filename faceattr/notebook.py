@@ -18,7 +18,9 @@ from faceattr.defaults import (ARCH_NAMES, DEFAULT_SEED, GROUP_BALANCES, LOSS_BA
                                check_min_confidence, check_min_face_size, check_seed, check_trunk)
 from faceattr.errors import SequenceError, SettingsError
 from faceattr.labels import RACE_NAMES
-from faceattr.data import PROJECT_ROOT, is_sample
+from faceattr.data import PROJECT_ROOT, data_in_use, data_location, is_sample
+from faceattr.files import full_disk_as_error
+from faceattr.runs import RunFolder
 
 
 def setup_notebook(seed: int = DEFAULT_SEED) -> str:
@@ -215,6 +217,7 @@ def typed_parameters(overrides: dict[str, str], notebooks: list[Path]) -> dict[s
     return typed
 
 
+KERNEL_LOG = "kernel-stderr.log"  # the kernels' start-up chatter, in OUT_DIR/notebooks
 UNIX_SOCKET_PATH_MAX = 100  # bytes: Linux allows 107, macOS 103
 
 
@@ -230,7 +233,7 @@ def kernel_options(sockets: Path) -> dict:
     return {"config": Config({"KernelManager": {"transport": "ipc", "ip": str(sockets / "kernel")}})}
 
 
-def execute_notebook(path: Path, target: Path, parameters: dict[str, object], cwd: Path) -> None:
+def run_notebook(path: Path, target: Path, parameters: dict[str, object], cwd: Path) -> None:
     """Execute one notebook with papermill into `target`, in a fresh kernel whose sockets live in a private
     temporary folder (see `kernel_options`)."""
     import papermill
@@ -242,9 +245,11 @@ def execute_notebook(path: Path, target: Path, parameters: dict[str, object], cw
 
 def run_sequence(out_dir: str | Path, data: str = "auto", overrides: dict[str, str] | None = None,
                  report=print) -> list[Path]:
-    """Execute every lesson notebook with papermill into OUT_DIR/notebooks; return their paths."""
-    from papermill.exceptions import PapermillExecutionError
+    """Execute every lesson notebook with papermill into OUT_DIR/notebooks; return their paths.
 
+    OUT_DIR is refused when it is inside the data, or holds a file under one of the kit's names that the kit did not
+    write. Its lock is held throughout and lent to the notebooks' kernels, so a `faceattr train` into it meanwhile is
+    refused (and the other way round); a shared lock keeps `faceattr cache --clear` off the data's extraction."""
     notebooks = lesson_notebooks()
     values = typed_parameters(overrides or {}, notebooks)
     data = str(values.pop("data_dir", data))
@@ -257,6 +262,23 @@ def run_sequence(out_dir: str | Path, data: str = "auto", overrides: dict[str, s
     if values.get("photo_path", "grace_hopper") != "grace_hopper":  # the notebooks run in the run folder
         values["photo_path"] = str(Path(values["photo_path"]).expanduser().resolve())
     out = Path(out_dir).resolve()
+    run, data_path = RunFolder(out), data_location(data)[0]
+    run.refuse_inside(data_path)
+    outputs = [run.notebooks / path.name for path in notebooks] + [run.notebooks / KERNEL_LOG]
+    with run.writing(replacing=[]), run.lock_lent_to_children(), data_in_use(data_path), full_disk_as_error(out):
+        run.refuse_foreign([*run.named_files(), *outputs])
+        try:
+            return execute_notebooks(notebooks, values, data, out, report)
+        finally:
+            run.manifest.record(*(path for path in outputs if path.exists()))
+
+
+def execute_notebooks(notebooks: list[Path], values: dict[str, object], data: str, out: Path,
+                      report=print) -> list[Path]:
+    """Execute `notebooks` in order with papermill into OUT/notebooks, each given those of `values` it takes (and
+    its run_dir and data_dir); return the executed copies' paths."""
+    from papermill.exceptions import PapermillExecutionError
+
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
     written = []
     for path in notebooks:
@@ -267,8 +289,8 @@ def run_sequence(out_dir: str | Path, data: str = "auto", overrides: dict[str, s
         target = out / "notebooks" / path.name
         started = time.perf_counter()
         try:
-            with stderr_to(str(out / "notebooks" / "kernel-stderr.log")):  # kernel start-up chatter
-                execute_notebook(path, target, parameters, cwd=out)
+            with stderr_to(str(out / "notebooks" / KERNEL_LOG)):  # kernel start-up chatter
+                run_notebook(path, target, parameters, cwd=out)
         except PapermillExecutionError as error:
             raise SequenceError(f"{path.name} failed in cell {error.exec_count} ({error.ename}: {error.evalue}); "
                                 f"the executed notebook is {target}") from None
