@@ -220,6 +220,35 @@ class BalanceLog(keras.callbacks.Callback):
             logs.update({f"{head}_weight": weight for head, weight in uncertainty.weights_now().items()})
 
 
+SETTLED_SHARE = 0.1   # a learned weight has settled when its last third of the epochs moved it under a tenth as far
+SETTLE_MIN_EPOCHS = 4  # fewer epochs than this cannot tell a settled weight from a moving one
+
+
+def weight_settling(history: pd.DataFrame, share: float = SETTLED_SHARE) -> pd.DataFrame:
+    """Per head, has its learned weight (the history's `age_weight`, ...) stopped moving? Its move over the last
+    third of the epochs as a share of its whole move (on a log scale, step by step), the verdict, and the
+    factors it moved by."""
+    rows = {}
+    for head in HEAD_NAMES:
+        logs = np.log(history[f"{head}_weight"].to_numpy(float))
+        steps = np.abs(np.diff(logs))
+        recent = max(1, len(steps) // 3)
+        row = {"first": math.exp(logs[0]), "last": math.exp(logs[-1]), "factor": math.exp(logs[-1] - logs[0])}
+        if len(logs) < SETTLE_MIN_EPOCHS:
+            rows[head] = row | {"from_epoch": math.nan, "recent_factor": math.nan, "share": math.nan,
+                                "settled": None, "verdict": "too few epochs to tell"}
+            continue
+        whole, moved = float(steps.sum()), float(steps[-recent:].sum())
+        recent_share = moved / whole if whole > 0 else 0.0
+        settled = recent_share < share
+        direction = "rising" if logs[-1] > logs[-1 - recent] else "falling"
+        rows[head] = row | {"from_epoch": len(logs) - recent, "recent_factor": math.exp(logs[-1] - logs[-1 - recent]),
+                            "share": recent_share, "settled": settled,
+                            "verdict": "settled" if settled else f"still {direction}"}
+    return pd.DataFrame(rows).T.astype({"first": float, "last": float, "factor": float, "from_epoch": float,
+                                        "recent_factor": float, "share": float})
+
+
 def prepare_balance(model: keras.Model, train: pd.DataFrame, scheme: str, age_loss: str, age_scale: float,
                     weights: dict[str, float] | None = None
                     ) -> tuple[keras.Model, dict[str, keras.losses.Loss], dict[str, float]]:

@@ -112,6 +112,37 @@ def group_table(predictions: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(["race", "gender"], key=lambda column: column.map(order), ignore_index=True)
 
 
+def accuracy_by_group(predictions: pd.DataFrame, head: str, by: str = "race_name") -> pd.DataFrame:
+    """One head's accuracy in each group of the `by` column (races in RACE_NAMES order), with n, the count right
+    and its 95% Wilson interval, which stays honest at 0 or n of n right."""
+    rows = {}
+    for name, group in predictions.groupby(by):
+        correct = int((group[head] == group[f"pred_{head}"]).sum())
+        low, high = wilson_interval(correct, len(group))
+        rows[name] = {"n": len(group), "correct": correct, "accuracy": correct / len(group), "ci_low": low,
+                      "ci_high": high}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    order = [name for name in (*RACE_NAMES, *GENDER_NAMES) if name in table.index]
+    return table.reindex(order + [name for name in table.index if name not in order]).rename_axis(by.removesuffix("_name"))
+
+
+def metric_interval(model, weights: list[np.ndarray], data, head: str) -> tuple[float, float]:
+    """The 95% interval of `head`'s metric on every image of `data` (batches of images and target dicts) with the
+    model's weights set to `weights` (say one epoch's, from `get_weights`): Wilson for accuracy, normal for age MAE,
+    as `summary_metrics` gives them. The model's own weights are put back."""
+    own = model.get_weights()
+    model.set_weights(weights)
+    try:
+        pairs = [(np.asarray(targets[head]), np.asarray(model(images, training=False)[head], float))
+                 for images, targets in data]
+    finally:
+        model.set_weights(own)
+    truth, outputs = np.concatenate([truth for truth, _ in pairs]), np.concatenate([output for _, output in pairs])
+    if head == "age":
+        return tuple(age_metrics(truth, outputs.reshape(-1))["mae_ci95"])
+    return tuple(classification_metrics(truth, outputs.argmax(axis=1), outputs.shape[1])["accuracy_ci95"])
+
+
 def mistakes(predictions: pd.DataFrame) -> pd.DataFrame:
     """Per row: gender wrong, race wrong, and age off by more than LARGE_AGE_ERROR_YEARS (boolean columns)."""
     return pd.DataFrame({"gender_wrong": predictions["pred_gender"] != predictions["gender"],

@@ -202,16 +202,16 @@ def fit(model: keras.Model, train_data: tf.data.Dataset, validation_data: tf.dat
 
 
 def timed_fit(model: keras.Model, train_data: tf.data.Dataset, validation_data: tf.data.Dataset,
-              num_epochs: int) -> pd.DataFrame:
-    """Plain `model.fit` for exactly `num_epochs` (no selection callbacks); the history gains the cumulative
-    training seconds at each epoch's end. Columns are named by head (`val_age_mae`) even for a one-head model,
-    whose logs Keras leaves unprefixed."""
+              num_epochs: int, extra_callbacks: list[keras.callbacks.Callback] | None = None) -> pd.DataFrame:
+    """Plain `model.fit` for exactly `num_epochs` (no selection callbacks, only `extra_callbacks`); the history
+    gains the cumulative training seconds at each epoch's end. Columns are named by head (`val_age_mae`) even for
+    a one-head model, whose logs Keras leaves unprefixed."""
     seconds: list[float] = []
     started = time.perf_counter()
     clock = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seconds.append(time.perf_counter() - started))
     prebuild(model, train_data)
-    history = model.fit(train_data, validation_data=validation_data, epochs=num_epochs, callbacks=[clock], shuffle=False,
-                        verbose=0)
+    history = model.fit(train_data, validation_data=validation_data, epochs=num_epochs,
+                        callbacks=[clock, *(extra_callbacks or [])], shuffle=False, verbose=0)
     logs = pd.DataFrame(history.history)
     if len(model.output_names) == 1:
         head = model.output_names[0]
