@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.cm import ScalarMappable
 from matplotlib.image import AxesImage
 from matplotlib.patches import Rectangle
 from PIL import Image
@@ -335,8 +336,8 @@ def heat_grid(panels: list[list[HeatPanel]], boxes: dict[str, tuple[int, int, in
                     outline_box(axis, box, style, label)
         for axis in axis_row[len(row):]:
             axis.set_axis_off()
-    if shown is not None:
-        figure.colorbar(shown, ax=axes, label=HEAT_LABEL, fraction=0.04, shrink=0.8)
+    if shown is not None:   # the bar is drawn opaque: the map's own colours, before they are laid over a face
+        figure.colorbar(ScalarMappable(shown.norm, HEAT_COLOURS), ax=axes, label=HEAT_LABEL, fraction=0.04, shrink=0.8)
     if boxes:
         handles = [Rectangle((0, 0), 1, 1, fill=False, edgecolor=CUE_COLOURS[style % 2], linewidth=1.8,
                              linestyle=("-", "--")[style % 2]) for style in range(len(boxes))]

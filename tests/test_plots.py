@@ -245,3 +245,33 @@ def test_metric_interval_scores_the_given_weights_and_puts_the_models_back():
     assert metric_interval(model, [np.array(2.0)], data, "age") == pytest.approx(
         age_metrics(np.full(19, 30.0), (30 + 2.0 * np.arange(19) % 3))["mae_ci95"])
     assert np.allclose(ages, 30)
+
+
+@pytest.mark.trains
+def test_each_epochs_kept_weights_score_again_to_the_accuracy_and_mae_that_epoch_logged(sample_dir):
+    import keras
+
+    from faceattr.data import scan, split_frame
+    from faceattr.evaluate import Z_95, metric_interval, wilson_interval
+    from faceattr.model import build_model
+    from faceattr.pipeline import split_datasets
+    from faceattr.train import compile_model, timed_fit
+
+    keras.utils.set_random_seed(0)
+    split = split_frame(scan(sample_dir, cache=False).frame, seed=0)
+    datasets = split_datasets(split, image_size=32, batch_size=32)
+    model = compile_model(build_model(image_size=32, trunk_filters=(8,)), learning_rate=3e-3)
+    kept = []
+    snapshot = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: kept.append(model.get_weights()))
+    history = timed_fit(model, datasets["train"], datasets["validation"], 2, extra_callbacks=[snapshot])
+    assert len(kept) == 2 and history["val_age_mae"].nunique() == 2   # the two epochs score differently
+    last = model.get_weights()
+    n = int((split["split"] == "validation").sum())
+    for epoch, row in history.iterrows():
+        correct = round(row["val_race_accuracy"] * n)
+        assert metric_interval(model, kept[epoch], datasets["validation"], "race") == pytest.approx(
+            wilson_interval(correct, n))
+        low, high = metric_interval(model, kept[epoch], datasets["validation"], "age")
+        assert (low + high) / 2 == pytest.approx(row["val_age_mae"], rel=1e-4)   # centred on the logged MAE
+        assert 0 < high - low < 2 * Z_95 * row["val_age_mae"]
+    assert all(np.array_equal(now, before) for now, before in zip(model.get_weights(), last))
