@@ -94,11 +94,11 @@ def model_lines(config: dict) -> list[str]:
     size = f"; {parameters_text(config['parameters'])}" if "parameters" in config else ""
     settings = ", ".join(f"{key} {config[key]}" for key in ("arch", "image_size", "num_epochs", "batch_size",
                                                              "loss_balance", "balance", "seed") if key in config)
-    lines = [f"**{name}**: a Keras CNN with a shared trunk and three heads (age in years, gender, race){size}.",
-             f"Settings: {settings}."]
+    lines = [f"**{name}**: a Keras CNN with a shared trunk and three heads (age in years, gender, race){size}.", "",
+             f"- Settings: {settings}."]
     if isinstance(config.get("loss_weights"), dict):
         learned = config.get("loss_weights_learned")
-        lines.append(f"Loss weights ({config.get('loss_balance', 'fixed')}): {weights_text(config['loss_weights'])} at "
+        lines.append(f"- Loss weights ({config.get('loss_balance', 'fixed')}): {weights_text(config['loss_weights'])} at "
                      "the start" + (f"; learned, at the kept epoch: {weights_text(learned)}." if learned else "."))
     return lines
 
