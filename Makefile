@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Put the venv first on PATH so Jupyter kernels started by papermill/nbval use it.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test lab bench bench-scale bench-balance bench-detect mutate sample clean
+.PHONY: run test test-fast notebooks lab bench bench-scale bench-balance bench-detect mutate sample clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,20 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The inner loop: everything that does not train a model (tests/conftest.py marks those `trains`), notebooks 01-03.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not trains"
+
+# Re-execute the lessons in place, in order, on the sample, so their stored outputs (which nbval compares) match
+# the code, as in a clean clone. For developers, after changing a notebook or what it calls; an earlier
+# runs/notebooks is kept, renamed with the time.
+notebooks: $(STAMP)
+	if [ -e runs/notebooks ]; then mv runs/notebooks "runs/notebooks.$$(date +%Y%m%d-%H%M%S)"; fi
+	cd notebooks && for notebook in [0-9][0-9]_*.ipynb; do \
+	    FACEATTR_DATA=sample ../$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+	        --ExecutePreprocessor.kernel_name=faceattr --ExecutePreprocessor.timeout=1800 "$$notebook" || exit 1; \
+	done
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

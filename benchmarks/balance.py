@@ -28,9 +28,9 @@ HEADS = ("gender_accuracy", "race_accuracy", "age_mae")
 
 # name: settings for faceattr.defaults.resolve_recipe, plus "batch_size" (default: the kit's), "augment" and
 # "centre_pixels" (default: the kit's -1..1; False is the report's 0..1, for the default architecture).
-# Each candidate spells out how it differs from the kit's default today. The first study (README, "batch 64")
-# ran before batch 32 and centred pixels became the default; its candidates keep their settings so that it can
-# be rerun.
+# Each candidate spells out how it differs from the kit's default today. The first study (docs/balance.md, float32
+# at batch 64) ran before batch 32 and centred pixels became the default; its candidates keep their settings so
+# that it can be rerun.
 FIRST_STUDY = {"batch_size": 64, "learning_rate": ADAM_LEARNING_RATE, "centre_pixels": False}
 RECIPE_EXTRAS = ("batch_size", "augment", "centre_pixels")
 CANDIDATES = {

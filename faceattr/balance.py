@@ -1,6 +1,6 @@
 """Multi-task balance: each head's trivial-predictor loss, the loss-weighting schemes, learned
-uncertainty weighting (Kendall, Gal & Cipolla, CVPR 2018), and a model-selection score in which
-every head counts."""
+uncertainty weighting (Kendall, Gal & Cipolla, CVPR 2018), each head's gradient on the shared trunk (the
+quantity GradNorm, Chen et al. 2018, balances), and a model-selection score in which every head counts."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from faceattr.errors import SettingsError
 from faceattr.labels import AGE_MAX, GENDER_NAMES, HEAD_NAMES, RACE_NAMES
 from faceattr.model import AgeLoss
 
-import_tensorflow()
+tf = import_tensorflow()
 import keras  # noqa: E402  (after the quiet TensorFlow import)
 from keras import layers, ops  # noqa: E402
 
@@ -75,9 +75,21 @@ def balance_weights(scheme: str, reference_losses: dict[str, float],
 class TaskUncertainty(layers.Layer):
     """Holds one learned log-variance s per head; passes the model's outputs through unchanged.
 
-    The losses read s (see `UncertaintyWeightedLoss`): each head's loss L is trained as exp(-s) * L + s,
-    whose minimum over s is at exp(-s) = 1 / L. Adam moves a weight by about the learning rate per step,
-    too slowly for s to follow the losses in a few hundred steps, so s is stored as `rate` x a weight.
+    The paper (s = log sigma^2) trains 1/2 exp(-s) L + 1/2 s for a regression head and, as it approximates,
+    exp(-s) L + 1/2 s for a classification head. The kit trains exp(-s) L + s for every head (see
+    `UncertaintyWeightedLoss`): the same objective written another way. Take the kit's s equal to the paper's
+    for age, and to the paper's minus log 2 for gender and race: then the paper's sum is exactly half the kit's,
+    plus log 2 (1/2 log 2 per classification head). Adam divides each gradient by its own running size, so half
+    the loss takes the same steps (all but Adam's epsilon), and both train alike. The kit's form has one rule
+    for every head, and its weight exp(-s) settles where weight x L = 1 (the paper's effective weights,
+    1/2 exp(-s) for age and exp(-s) for the classes, settle at 1 / 2L).
+
+    Two changes are the kit's own:
+    - s = `rate` x a stored weight. Adam moves a weight by about the learning rate per step (0.001 by
+      default), whatever its gradient, so s itself would follow the losses far too slowly in a few hundred
+      steps. With rate 10, s moves ten times as far per step.
+    - s starts at log(trivial loss) (`with_task_uncertainty`), not at the paper's 0: the weights start where
+      the "normalised" scheme keeps them, rather than at the equal weights 1 / 1 / 1.
     """
 
     def __init__(self, initial_log_variance: dict[str, float] | None = None, rate: float = 10.0, **kwargs):
@@ -111,18 +123,25 @@ class TaskUncertainty(layers.Layer):
 
 
 class UncertaintyWeightedLoss(keras.losses.Loss):
-    """Trains on exp(-s) * L + s for one head, but reports plain L, so logged head losses compare across schemes."""
+    """Trains on exp(-s) * L + s for one head (`objective`), but its value is plain L, so the logged head losses
+    compare across schemes. Keras's logged `loss` is then the unweighted sum of the head losses, not the
+    objective the optimiser minimises."""
 
     def __init__(self, loss: keras.losses.Loss, uncertainty: TaskUncertainty, head: str):
         super().__init__(name=loss.name)
         self.loss, self.uncertainty, self.head = loss, uncertainty, head
 
-    def call(self, y_true, y_pred):
-        """Per-sample weighted loss for the gradient, plain loss as the value (a straight-through trick)."""
+    def objective(self, y_true, y_pred):
+        """Per sample, what training minimises for this head: exp(-s) * L + s."""
         plain = self.loss.call(y_true, y_pred)
         log_variance = self.uncertainty.log_variance(self.head)
-        weighted = ops.exp(-log_variance) * plain + log_variance
-        return plain + (weighted - ops.stop_gradient(weighted))
+        return ops.exp(-log_variance) * plain + log_variance
+
+    def call(self, y_true, y_pred):
+        """Plain L as the value, the objective's gradient as the gradient (a straight-through trick)."""
+        plain = self.loss.call(y_true, y_pred)
+        objective = self.objective(y_true, y_pred)
+        return ops.stop_gradient(plain) + (objective - ops.stop_gradient(objective))
 
     def get_config(self) -> dict:
         """The name only: the link to the layer is rebuilt by `with_task_uncertainty`."""
@@ -133,7 +152,8 @@ def with_task_uncertainty(model: keras.Model, losses: dict[str, keras.losses.Los
                           reference_losses: dict[str, float]) -> tuple[keras.Model, dict[str, keras.losses.Loss]]:
     """Add a `TaskUncertainty` layer after the outputs, and wrap each head's loss with its learned weight.
 
-    Each s starts at log(trivial loss), so training starts from the normalised weights and then learns.
+    Each s starts at log(trivial loss), so training starts from the normalised weights and then learns
+    (see `TaskUncertainty` for this and the other change from the paper).
     """
     uncertainty = TaskUncertainty({head: math.log(reference_losses[head]) for head in HEAD_NAMES},
                                   name="task_uncertainty")
@@ -145,6 +165,32 @@ def with_task_uncertainty(model: keras.Model, losses: dict[str, keras.losses.Los
 def task_uncertainty_layer(model: keras.Model) -> TaskUncertainty | None:
     """The model's TaskUncertainty layer, if it has one."""
     return next((layer for layer in model.layers if isinstance(layer, TaskUncertainty)), None)
+
+
+def last_shared_layer(model: keras.Model) -> keras.layers.Layer:
+    """The trunk's last layer with weights, before the `shared` pooling that every head reads: GradNorm's W."""
+    names = [layer.name for layer in model.layers]
+    if "shared" not in names:
+        raise SettingsError(f"model {model.name!r} has no layer named 'shared'; pass the trunk's last layer "
+                            "to trunk_gradient_norms as `layer`.")
+    return next(layer for layer in reversed(model.layers[:names.index("shared")]) if layer.trainable_weights)
+
+
+def trunk_gradient_norms(model: keras.Model, batches: list, losses: dict[str, keras.losses.Loss],
+                         weights: dict[str, float], layer: keras.layers.Layer | None = None) -> dict[str, float]:
+    """Per head, the norm of the gradient of weight x loss on `layer`'s weights (the trunk's last layer by
+    default), averaged over `batches` of (images, targets): how hard each head pulls on the shared trunk."""
+    layer = layer or last_shared_layer(model)
+    norms = {head: [] for head in HEAD_NAMES}
+    for images, targets in batches:
+        with tf.GradientTape(persistent=True) as tape:
+            outputs = model(images, training=True)
+            weighted = {head: weights[head] * losses[head](targets[head], outputs[head]) for head in HEAD_NAMES}
+        for head in HEAD_NAMES:
+            gradients = tape.gradient(weighted[head], layer.trainable_weights)
+            norms[head].append(float(tf.sqrt(sum(tf.reduce_sum(tf.square(g)) for g in gradients))))
+        del tape
+    return {head: float(np.mean(values)) for head, values in norms.items()}
 
 
 def parameter_counts(model: keras.Model) -> dict[str, int]:

@@ -14,9 +14,8 @@ from pathlib import Path
 from faceattr.data import resolve_data_dir, scan, split_frame
 from faceattr.defaults import (AGE_HEADS, ARCH_NAMES, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_SEED, GROUP_BALANCES,
                                LOSS_BALANCES)
-from faceattr.errors import FaceattrError, SettingsError
-from faceattr.files import atomic_write
-from faceattr.runs import RunFolder
+from faceattr.errors import FaceattrError, PhotoError, SettingsError
+from faceattr.runs import Manifest, RunFolder
 
 BUG_LINE = ("faceattr {command}: this is a bug in faceattr, not in your data or settings; please report it "
             "with the traceback above.")
@@ -138,13 +137,18 @@ def command_train(args: argparse.Namespace) -> int:
                    args.balance, args.learning_rate)
     loss_weights = parse_loss_weights(args.loss_weights) if args.loss_weights else None
     resolve_recipe(args.arch, args.image_size, args.age_head, args.loss_balance, loss_weights, args.learning_rate)
+    data = resolve_data_dir(args.data)
+    RunFolder(args.out).refuse_inside(data)  # before TensorFlow is imported, too
+    from faceattr.data import data_in_use
     from faceattr.train import train_run
 
-    metrics = train_run(resolve_data_dir(args.data), args.out, arch=args.arch, num_epochs=args.epochs,
-                        batch_size=args.batch_size, image_size=args.image_size, seed=args.seed,
-                        overwrite=args.overwrite, augment=args.augment, age_head=args.age_head,
-                        loss_balance=args.loss_balance, loss_weights=loss_weights, balance=args.balance,
-                        learning_rate=args.learning_rate)
+    with data_in_use(data):  # from the scan on: `faceattr cache --clear` leaves the data's extraction alone
+        metrics = train_run(data, args.out, arch=args.arch, num_epochs=args.epochs,
+                            batch_size=args.batch_size, image_size=args.image_size, seed=args.seed,
+                            overwrite=args.overwrite, augment=args.augment, age_head=args.age_head,
+                            loss_balance=args.loss_balance, loss_weights=loss_weights, balance=args.balance,
+                            learning_rate=args.learning_rate,
+                            report=lambda note: print(f"faceattr train: note: {note}", file=sys.stderr))
     print(format_metrics(metrics))
     run = RunFolder(args.out)
     written = (run.model, run.history, run.metrics, run.config, run.predictions, run.model_card)
@@ -173,6 +177,30 @@ def command_card(args: argparse.Namespace) -> int:
     return 0
 
 
+def same_file(path: Path, other: str | Path) -> bool:
+    """True when `path` and `other` name one file (the same path, a link to it, or a hard link)."""
+    if path.resolve() == Path(other).resolve():
+        return True
+    try:
+        return os.path.samefile(path, other)
+    except OSError:  # one of them does not exist
+        return False
+
+
+def output_path(folder: str, name: str, photo: str, photos: list[str], written: dict[Path, Path]) -> Path:
+    """FOLDER/NAME, where `predict --annotate` or `explain --out` writes for `photo`; a PhotoError when that is one of
+    the input photos, or another photo of this call wrote it (`written`: each output so far, and its photo). A file
+    there that the kit did not write is refused when written (see `faceattr.runs.Manifest.write`)."""
+    target = Path(folder) / name
+    if any(same_file(target, other) for other in photos):
+        raise PhotoError(f"{target} is one of the input photos, and the kit never writes over an input: choose "
+                         "another output folder.")
+    if target.resolve() in written and not same_file(written[target.resolve()], photo):
+        raise PhotoError(f"{target} was already written for {written[target.resolve()]}, another photo of the same "
+                         "name; rename one of them, or write their outputs to separate folders.")
+    return target
+
+
 def faces_in_photos(command: str, model, args: argparse.Namespace) -> Iterator[tuple[str, object, list[dict]]]:
     """Each readable photo of `args.photos` with the faces found and predicted in it; an unreadable photo, or one
     with no face, gets one line on stderr (the first is skipped, the second still yielded)."""
@@ -199,7 +227,7 @@ def command_predict(args: argparse.Namespace) -> int:
     model, provenance = run.load_model(), run.provenance()
     if provenance["synthetic"]:
         print(f"faceattr predict: note: {SYNTHETIC_NOTE}.", file=sys.stderr)
-    done = 0
+    done, written = 0, {}
     for photo_path, photo, faces in faces_in_photos("predict", model, args):
         if args.json:
             print(json.dumps(json_record(photo_path, faces, provenance)))
@@ -211,11 +239,15 @@ def command_predict(args: argparse.Namespace) -> int:
                       f"face {quality['face_pixels']} px, confidence {quality['confidence']:.2f}"
                       + (", cut by the border" if quality["cut_by_border"] else ""))
         if args.annotate:
-            target = Path(args.annotate) / f"{Path(photo_path).stem}_faces.jpg"
             try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(target, lambda temporary: annotate(photo, faces, provenance["synthetic"]).save(
-                    temporary, "JPEG", quality=92))
+                target = output_path(args.annotate, f"{Path(photo_path).stem}_faces.jpg", photo_path, args.photos,
+                                     written)
+                Manifest(target.parent).write(target, lambda temporary: annotate(
+                    photo, faces, provenance["synthetic"]).save(temporary, "JPEG", quality=92))
+                written[target.resolve()] = Path(photo_path)
+            except FaceattrError as error:  # an input photo, a user's file, or a full disk: this photo only
+                print(f"faceattr predict: error: {error}", file=sys.stderr)
+                continue
             except OSError as error:
                 print(f"faceattr predict: error: cannot write {target} ({error.strerror or error}); "
                       "choose a writable --annotate folder.", file=sys.stderr)
@@ -239,8 +271,7 @@ def command_explain(args: argparse.Namespace) -> int:
     run = RunFolder(args.model)
     model, provenance = run.load_model(), run.provenance()
     layer = check_layer(model, args.layer) if args.layer else last_conv_layer(model)
-    out = Path(args.out)
-    done = 0
+    done, outputs = 0, {}
     for photo_path, _, faces in faces_in_photos("explain", model, args):
         written = []
         for index, face in enumerate(faces, start=1):
@@ -248,10 +279,15 @@ def command_explain(args: argparse.Namespace) -> int:
             maps = {head: upsample(grad_cam(model, batch, head, layer)[0], batch.shape[1]) for head in HEADS}
             titles = {"age": f"age {face['age']:.0f}", "gender": face["gender"], "race": face["race"]}
             figure = heatmap_row(batch[0], maps, titles, SYNTHETIC_NOTE if provenance["synthetic"] else "")
-            target = out / f"{Path(photo_path).stem}_face{index}_gradcam.png"
             try:
-                out.mkdir(parents=True, exist_ok=True)
-                atomic_write(target, lambda temporary: figure.savefig(temporary, format="png", dpi=120))
+                target = output_path(args.out, f"{Path(photo_path).stem}_face{index}_gradcam.png", photo_path,
+                                     args.photos, outputs)
+                Manifest(target.parent).write(target, lambda temporary: figure.savefig(temporary, format="png",
+                                                                                       dpi=120))
+                outputs[target.resolve()] = Path(photo_path)
+            except FaceattrError as error:  # an input photo, a user's file, or a full disk: this photo only
+                print(f"faceattr explain: error: {error}", file=sys.stderr)
+                break
             except OSError as error:
                 print(f"faceattr explain: error: cannot write {target} ({error.strerror or error}); "
                       "choose a writable --out folder.", file=sys.stderr)
@@ -323,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--layer", default=None, help="the convolution to explain (default: the last one)")
     explain.add_argument("--min-face-size", type=int, default=20, help="smallest face to detect, in pixels")
     explain.add_argument("--min-confidence", type=float, default=None,
-                         help="detection confidence floor (default: the measured one, see README)")
+                         help="detection confidence floor (default: the measured one, see docs/detection.md)")
     explain.set_defaults(handler=command_explain)
 
     card = commands.add_parser("card", help="print a run's model card (what the model is for, where it fails)")
@@ -337,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--annotate", metavar="OUT_DIR", help="write each photo with boxes and labels here")
     predict.add_argument("--min-face-size", type=int, default=20, help="smallest face to detect, in pixels")
     predict.add_argument("--min-confidence", type=float, default=None,
-                         help="detection confidence floor (default: the measured one, see README)")
+                         help="detection confidence floor (default: the measured one, see docs/detection.md)")
     predict.set_defaults(handler=command_predict)
 
     run = commands.add_parser("run", help="run the whole notebook sequence with papermill (what `make run` does)")

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import json
 import math
 import os
 import shutil
+import stat
 import sys
 import tarfile
 import tempfile
+import uuid
 import zlib
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,12 +26,17 @@ import pandas as pd
 
 from faceattr.defaults import DEFAULT_SEED
 from faceattr.errors import DataError, DatasetNotFound  # noqa: F401  (re-exported)
-from faceattr.files import atomic_write, atomic_write_json, locked
+from faceattr.files import FileTooLarge, atomic_write_json, file_digest, locked, shared_lock, temporary_target
 from faceattr.labels import AGE_MAX, AGE_MIN, GENDER_NAMES, RACE_NAMES, age_band
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png")
-SCAN_FORMAT_VERSION = "3"  # bump when the parser or the scan's columns change
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+SCAN_FORMAT_VERSION = "4"  # bump when the parser, the scan's columns or its cache file change
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MAX_IMAGE_BYTES = 50_000_000  # a face photo is far smaller: a file over this is skipped, never read whole
+MAX_EXTRACTED_BYTES = 20_000_000_000  # an archive whose files add up to more is refused before extraction
+FALLBACK_PREFIX = "faceattr-cache-"  # a private temporary cache folder's name starts so (see private_fallback_dir)
+_noted_fallbacks: set[Path] = set()  # cache folders whose refusal this process has already explained
 
 
 @dataclass(frozen=True)
@@ -73,15 +83,29 @@ DECODABLE_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP")
 
 
 def content_hash(path: str | Path) -> str:
-    """A short hash of the file's bytes: byte-identical copies share it."""
-    with open(path, "rb") as stream:
-        return hashlib.blake2b(stream.read(), digest_size=8).hexdigest()
+    """A short hash of the file's bytes, read as a stream: byte-identical copies share it. A file over
+    MAX_IMAGE_BYTES raises `FileTooLarge` (after reading no more than that)."""
+    return file_digest(path, lambda: hashlib.blake2b(digest_size=8), limit=MAX_IMAGE_BYTES)
+
+
+def too_large(size: int) -> str:
+    """The scan's reason for skipping a file of `size` bytes."""
+    return f"file too large ({size / 1e6:,.0f} MB; a face photo is under {MAX_IMAGE_BYTES / 1e6:.0f} MB)"
 
 
 def check_and_hash(path: Path) -> tuple[str | None, str | None]:
-    """`check_image`'s verdict and, for a good image, its content hash."""
+    """`check_image`'s verdict and, for a good image, its content hash; a file over MAX_IMAGE_BYTES (a sparse or
+    planted giant) is skipped without being read."""
+    size = os.path.getsize(path)
+    if size > MAX_IMAGE_BYTES:
+        return too_large(size), None
     problem = check_image(path)
-    return problem, None if problem else content_hash(path)
+    if problem:
+        return problem, None
+    try:
+        return None, content_hash(path)
+    except FileTooLarge:  # it grew since it was listed
+        return too_large(os.path.getsize(path)), None
 
 
 def check_image(path: str | Path) -> str | None:
@@ -130,19 +154,65 @@ def default_cache_dir() -> Path:
     return Path(configured) if configured else Path.home() / ".cache" / "faceattr"
 
 
-def usable_cache_dir() -> Path:
-    """The cache folder if it can be written, else a private temporary one (with a note on stderr)."""
-    wanted = default_cache_dir()
+def folder_problem(path: Path) -> str | None:
+    """Why `path` is no safe cache folder (another user owns it, or others can write in it); None when it is one.
+
+    A file someone else can plant in the cache is a file this user's runs would trust. On Windows, where folders
+    carry ACLs rather than modes, every folder passes."""
+    if not hasattr(os, "getuid"):
+        return None
+    info = os.stat(path)
+    if not stat.S_ISDIR(info.st_mode):
+        return "it is not a folder"
+    if info.st_uid != os.getuid():
+        return "it belongs to another user"
+    if info.st_mode & 0o022:
+        return "other users can write in it"
+    return None
+
+
+def private_folder_problem(path: Path) -> str | None:
+    """Make `path` (mode 700 when new) and say why it cannot be this user's cache, or None when it can: it must be
+    writable, and neither it nor a subfolder may be another user's or writable by others."""
     try:
-        wanted.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=wanted):
-            return wanted
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for folder in (path, *(child for child in path.iterdir() if child.is_dir())):
+            problem = folder_problem(folder)
+            if problem:
+                return f"{problem}{'' if folder == path else f' ({folder.name}/)'}, so others could plant files "\
+                       "your runs would trust"
+        with tempfile.TemporaryFile(dir=path):
+            return None
     except OSError as error:
-        fallback = Path(tempfile.gettempdir()) / f"faceattr-cache-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
-        fallback.mkdir(mode=0o700, exist_ok=True)
-        print(f"note: the cache folder {wanted} cannot be written ({error.strerror}); using {fallback} instead. "
-              "Set FACEATTR_CACHE_DIR to a writable folder to keep the cache.", file=sys.stderr)
-        return fallback
+        return f"it cannot be written ({error.strerror or error})"
+
+
+def private_fallback_dir() -> Path:
+    """A private temporary cache folder: an earlier one of this user's (mode 700, theirs), else a fresh one made by
+    `tempfile.mkdtemp`, never a predictable path someone else could have made first."""
+    for candidate in sorted(Path(tempfile.gettempdir()).glob(f"{FALLBACK_PREFIX}*")):
+        try:
+            if folder_problem(candidate) is None and not candidate.stat().st_mode & 0o077:
+                return candidate
+        except OSError:
+            continue
+    return Path(tempfile.mkdtemp(prefix=FALLBACK_PREFIX))
+
+
+def usable_cache_dir() -> Path:
+    """The cache folder when it is this user's own and writable, else a private temporary one (with a note on
+    stderr, once per process, saying why)."""
+    wanted = default_cache_dir()
+    problem = private_folder_problem(wanted)
+    if problem is None:
+        return wanted
+    fallback = private_fallback_dir()
+    if wanted not in _noted_fallbacks:
+        _noted_fallbacks.add(wanted)
+        print(f"note: the cache folder {wanted} is not used: {problem}. Using the private folder {fallback} instead; "
+              "set FACEATTR_CACHE_DIR to a folder only you can write (for a class: one folder per student) to keep "
+              "the cache.", file=sys.stderr)
+    return fallback
 
 
 def list_files(root: Path) -> tuple[list[tuple[str, int, int]], list[dict[str, str]]]:
@@ -173,7 +243,8 @@ FRAME_COLUMNS = ["file", "age", "gender", "race", "gender_name", "race_name", "a
 
 def build_frame(rows: list[dict], root: Path) -> pd.DataFrame:
     """Turn parsed rows into the labelled DataFrame, sorted by file."""
-    frame = pd.DataFrame(rows, columns=["file", "age", "gender", "race", "content"])  # content: None if unknown.sort_values("file", ignore_index=True)
+    frame = pd.DataFrame(rows, columns=["file", "age", "gender", "race", "content"])  # content: None if unknown
+    frame = frame.sort_values("file", ignore_index=True)
     frame[["age", "gender", "race"]] = frame[["age", "gender", "race"]].astype("int64")
     frame["gender_name"] = [GENDER_NAMES[g] for g in frame["gender"]]
     frame["race_name"] = [RACE_NAMES[r] for r in frame["race"]]
@@ -210,28 +281,62 @@ def scan_folder(root: Path, progress: bool = False, workers: int = 8,
 
 
 def archive_key(archive: Path) -> str:
-    """A key for an archive's content: its name, its size and a hash of its first and last MiB (no mtime, so a
-    copied or touched archive reuses its extraction)."""
-    size = archive.stat().st_size
-    digest = hashlib.sha1(f"{archive.name}|{size}".encode())
-    with open(archive, "rb") as stream:
-        digest.update(stream.read(1 << 20))
-        stream.seek(max(0, size - (1 << 20)))
-        digest.update(stream.read(1 << 20))
-    return digest.hexdigest()[:16]
+    """A key for an archive's content: a SHA-256 of all its bytes, read as a stream (not its name or mtime, so a
+    copied, renamed or touched archive reuses its extraction, and two archives differing anywhere never share one)."""
+    info = os.stat(archive)
+    return archive_digest(str(Path(archive).resolve()), info.st_size, info.st_mtime_ns, info.st_ino)[:20]
+
+
+@functools.lru_cache(maxsize=16)
+def archive_digest(path: str, size: int, mtime_ns: int, inode: int) -> str:
+    """The SHA-256 of the file at `path`, computed once per process for each version of it (size, mtime, inode)."""
+    return file_digest(path)
+
+
+def archive_members(archive: Path, tar: tarfile.TarFile, free_bytes: int) -> list[tarfile.TarInfo]:
+    """The archive's regular files, read header by header; a DataError, before anything is extracted, for one
+    larger than MAX_IMAGE_BYTES or a whole larger than MAX_EXTRACTED_BYTES or than `free_bytes`."""
+    members, total = [], 0
+    for member in tar:  # stops at the first giant, never decompressing past it
+        if not member.isfile():
+            continue
+        if member.size > MAX_IMAGE_BYTES:
+            raise DataError(f"{archive} holds {member.name} of {member.size / 1e6:,.0f} MB, larger than any face "
+                            f"photo ({MAX_IMAGE_BYTES / 1e6:.0f} MB at most); nothing was extracted. Download "
+                            "UTKFace.tar.gz from its official page (see data/README.md).")
+        total += member.size
+        if total > MAX_EXTRACTED_BYTES:
+            raise DataError(f"{archive} unpacks to more than {MAX_EXTRACTED_BYTES / 1e9:.0f} GB; nothing was "
+                            "extracted. Download UTKFace.tar.gz from its official page (see data/README.md).")
+        members.append(member)
+    if total > free_bytes:
+        raise DataError(f"{archive} unpacks to {total / 1e6:,.0f} MB but the cache has {free_bytes / 1e6:,.0f} MB "
+                        "free; nothing was extracted. Free some disk space, or set FACEATTR_CACHE_DIR to a folder "
+                        "on a larger disk.")
+    return members
+
+
+def partial_extractions(target: Path) -> list[Path]:
+    """The staging folders of `target`'s extraction: one being extracted now, or left by a killed extraction."""
+    return sorted(target.parent.glob(f"{target.name}.*.partial"))
 
 
 def extract_tarball(archive: Path, cache_dir: Path) -> Path:
     """Extract a UTKFace .tar.gz into the cache (once, under a lock, atomically) and return the folder."""
     extracted = cache_dir / "extracted"
     target = extracted / archive_key(archive)
+    with shared_lock(f"{target}.lock"):  # extracted already: a reader, beside any training that uses it
+        if target.is_dir():
+            return target
     with locked(f"{target}.lock"):  # a second scan of the same archive waits here, then reuses the result
         if target.is_dir():
             return target
+        for orphan in partial_extractions(target):  # a killed extraction's: nobody else can be writing it now
+            shutil.rmtree(orphan, ignore_errors=True)
         staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.", suffix=".partial", dir=extracted))
         try:
             with tarfile.open(archive) as tar:
-                members = [m for m in tar.getmembers() if m.isfile()]
+                members = archive_members(archive, tar, shutil.disk_usage(extracted).free)
                 if not any(parse_filename(m.name).ok for m in members):
                     raise DataError(f"{archive} is not a UTKFace archive: it holds no files named "
                                     "age_gender_race_datetime.jpg. Download UTKFace.tar.gz (see data/README.md).")
@@ -252,6 +357,32 @@ def extract_tarball(archive: Path, cache_dir: Path) -> Path:
     return target
 
 
+def is_extraction(folder: Path) -> bool:
+    """True when `folder` is one of the cache's archive extractions (it has the sidecar and the lock the kit makes
+    beside each)."""
+    return folder.parent.name == "extracted" and Path(f"{folder}.json").is_file() and Path(f"{folder}.lock").is_file()
+
+
+@contextmanager
+def data_in_use(data: str | Path) -> Iterator[None]:
+    """For the block, hold a shared lock on the cache's extraction of `data` (an archive, extracted first if
+    needed, or a folder that is such an extraction), so `faceattr cache --clear` skips it; other data needs none."""
+    path = Path(data).expanduser()
+    if path.is_file() and path.name.endswith(ARCHIVE_SUFFIXES):
+        for _attempt in range(3):  # cleared between its extraction and the lock: extract it again
+            target = extract_tarball(path, usable_cache_dir())
+            with shared_lock(f"{target}.lock"):
+                if target.is_dir():
+                    yield
+                    return
+        raise DataError(f"the extraction of {path} keeps being deleted (by `faceattr cache --clear`?); run again.")
+    if path.is_dir() and is_extraction(path):
+        with shared_lock(f"{path}.lock"):
+            yield
+        return
+    yield
+
+
 def folder_bytes(path: Path) -> int:
     """The total size of the files under `path`."""
     return sum(entry.stat().st_size for entry in path.rglob("*") if entry.is_file() and not entry.is_symlink())
@@ -259,46 +390,65 @@ def folder_bytes(path: Path) -> int:
 
 def cache_entries(cache_dir: Path | None = None) -> list[dict]:
     """What the cache holds: each tarball extraction (with its archive), each scan result and each decoded-image
-    store, with sizes."""
+    store, with sizes, and each unfinished one (being written, or left by a killed writer); `lock` is the lock its
+    writer and its users hold (None for a scan result)."""
     cache_dir = cache_dir or default_cache_dir()
     entries = []
     for folder in sorted((cache_dir / "extracted").glob("*")):
-        if folder.is_dir() and not folder.name.endswith(".partial"):
-            info = folder.with_suffix(".json")
-            archive = json.loads(info.read_text()).get("archive", "?") if info.exists() else "?"
-            entries.append({"kind": "extraction", "path": folder, "bytes": folder_bytes(folder), "source": archive})
-    for pickle in sorted((cache_dir / "scans").glob("*.pkl")):
-        entries.append({"kind": "scan", "path": pickle, "bytes": pickle.stat().st_size, "source": ""})
+        if not folder.is_dir():
+            continue
+        if folder.name.endswith(".partial"):  # KEY.RANDOM.partial: a staging folder
+            key = folder.name.split(".")[0]
+            entries.append({"kind": "extraction", "path": folder, "bytes": folder_bytes(folder),
+                            "source": "unfinished", "lock": folder.parent / f"{key}.lock"})
+            continue
+        info = folder.with_suffix(".json")
+        archive = json.loads(info.read_text()).get("archive", "?") if info.exists() else "?"
+        entries.append({"kind": "extraction", "path": folder, "bytes": folder_bytes(folder), "source": archive,
+                        "lock": Path(f"{folder}.lock")})
+    for scan_file in sorted((cache_dir / "scans").glob("*")):  # JSON; also an older kit's pickles, never read
+        if scan_file.suffix in (".json", ".pkl") and not scan_file.name.startswith("."):  # not one being written
+            entries.append({"kind": "scan", "path": scan_file, "bytes": scan_file.stat().st_size, "source": "",
+                            "lock": None})
     for store in sorted((cache_dir / "decoded").glob("*.npy")):  # faceattr.store's decoded images
+        owner = temporary_target(store)  # a temporary file: its store's own name is the one locked
         try:
             count, size = np.load(store, mmap_mode="r").shape[:2]
-            source = f"{count} images at {size} px"
+            source = "unfinished" if owner else f"{count} images at {size} px"
         except Exception:  # damaged: the next use decodes it again
-            source = "damaged"
-        entries.append({"kind": "decoded", "path": store, "bytes": store.stat().st_size, "source": source})
+            source = "unfinished" if owner else "damaged"
+        entries.append({"kind": "decoded", "path": store, "bytes": store.stat().st_size, "source": source,
+                        "lock": Path(f"{owner or store}.lock")})
     return entries
 
 
+def remove_entry(entry: dict) -> None:
+    """Delete one cache entry (its caller holds the entry's lock); an extraction disappears at once (renamed
+    aside, then deleted), so no reader ever sees half of it."""
+    path = entry["path"]
+    if path.is_dir():
+        doomed = path.with_name(f"{path.name.split('.')[0]}.{uuid.uuid4().hex[:8]}.partial")
+        path.rename(doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+        if not path.name.endswith(".partial"):
+            path.with_suffix(".json").unlink(missing_ok=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def clear_cache(cache_dir: Path | None = None) -> tuple[int, list[Path]]:
-    """Delete every cache entry that no process is using; return the bytes freed and the entries left (busy)."""
+    """Delete every cache entry that no process is using (a training reading an extraction or a store holds its
+    lock shared, a writer holds it exclusively); return the bytes freed and the entries left (busy)."""
     freed, busy = 0, []
     for entry in cache_entries(cache_dir):
-        path = entry["path"]
-        if entry["kind"] == "extraction":
-            with locked(f"{path}.lock", blocking=False) as free:
-                if not free:
-                    busy.append(path)
-                    continue
-                shutil.rmtree(path, ignore_errors=True)
-                path.with_suffix(".json").unlink(missing_ok=True)
-        elif entry["kind"] == "decoded":
-            with locked(f"{path}.lock", blocking=False) as free:  # not while it is being written
-                if not free:
-                    busy.append(path)
-                    continue
-                path.unlink(missing_ok=True)
+        if entry["lock"] is None:
+            remove_entry(entry)
         else:
-            path.unlink(missing_ok=True)
+            with locked(entry["lock"], blocking=False) as free:
+                if not free:
+                    busy.append(entry["path"])
+                    continue
+                remove_entry(entry)
         freed += entry["bytes"]
     return freed, busy
 
@@ -325,16 +475,28 @@ def scan(data: str | Path, progress: bool = False, cache: bool = True) -> ScanRe
         path = extract_tarball(path, cache_dir)
     root = path.resolve()
     listing = list_files(root)
-    cache_file = cache_dir / "scans" / f"{scan_cache_key(root, listing[0])}.pkl"
+    cache_file = cache_dir / "scans" / f"{scan_cache_key(root, listing[0])}.json"
     result = read_scan_cache(cache_file, root) if cache else None
     if result is None:
         result = scan_folder(root, progress=progress, listing=listing)
         if cache:
-            atomic_write(cache_file, lambda temporary: pd.to_pickle((result.frame, result.skipped), temporary))
+            atomic_write_json(cache_file, {"frame": frame_to_json(result.frame), "skipped": frame_to_json(result.skipped)})
     if result.frame.empty:
         raise DataError(f"{path} holds no valid UTKFace images ({len(result.skipped)} files skipped). "
                         "Files must be named age_gender_race_datetime.jpg; see data/README.md.")
     return result
+
+
+def frame_to_json(frame: pd.DataFrame) -> dict:
+    """A DataFrame as plain JSON data: its columns and rows (a format that cannot run code when read)."""
+    return frame.to_dict(orient="split", index=False)
+
+
+def frame_from_json(payload: dict, columns: list[str]) -> pd.DataFrame:
+    """`frame_to_json`'s inverse, refusing any other columns."""
+    if payload["columns"] != columns:
+        raise ValueError("unexpected columns")
+    return pd.DataFrame(payload["data"], columns=columns)
 
 
 def read_scan_cache(cache_file: Path, root: Path) -> ScanResult | None:
@@ -342,9 +504,10 @@ def read_scan_cache(cache_file: Path, root: Path) -> ScanResult | None:
     if not cache_file.exists():
         return None
     try:
-        frame, skipped = pd.read_pickle(cache_file)
-        if list(frame.columns) != FRAME_COLUMNS or list(skipped.columns) != ["file", "reason"]:
-            raise ValueError("unexpected columns")
+        payload = json.loads(cache_file.read_text())
+        frame = frame_from_json(payload["frame"], FRAME_COLUMNS)
+        skipped = frame_from_json(payload["skipped"], ["file", "reason"])
+        frame[["age", "gender", "race"]] = frame[["age", "gender", "race"]].astype("int64")
     except Exception as error:  # truncated, garbled or foreign: any failure to read means "scan again"
         print(f"note: the scan cache {cache_file} is damaged ({type(error).__name__}); scanning again.",
               file=sys.stderr)
@@ -416,21 +579,30 @@ def kit_data_dir() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "faceattr"
 
 
-def resolve_data_dir(data_dir: str | Path = "auto") -> Path:
-    """Resolve "auto" / "sample" to a real path; "auto" is $FACEATTR_DATA, else data/UTKFace(.tar.gz), else the sample."""
+def data_location(data_dir: str | Path = "auto") -> tuple[Path, bool]:
+    """Where `data_dir` points ("auto" is $FACEATTR_DATA, else data/UTKFace(.tar.gz), else the sample), and whether
+    that is the kit's sample (built on first use), without building it."""
     data_root = kit_data_dir()
     if str(data_dir) == "auto" and os.environ.get("FACEATTR_DATA"):
         data_dir = os.environ["FACEATTR_DATA"]  # lets the test suite pin "auto" to the sample
     if str(data_dir) == "auto":
         for candidate in (data_root / "UTKFace", data_root / "UTKFace.tar.gz"):
             if candidate.exists():
-                return candidate
+                return candidate, False
         data_dir = "sample"
     if str(data_dir) == "sample":
+        return data_root / "sample", True
+    return Path(data_dir).expanduser(), False
+
+
+def resolve_data_dir(data_dir: str | Path = "auto") -> Path:
+    """Resolve "auto" / "sample" to a real path (see `data_location`), building the sample when it is asked for."""
+    path, sample = data_location(data_dir)
+    if sample:
         from faceattr.sample import ensure_sample
 
-        return ensure_sample(data_root / "sample")
-    return Path(data_dir).expanduser()
+        return ensure_sample(path)
+    return path
 
 
 def is_sample(path: str | Path) -> bool:

@@ -13,13 +13,13 @@ DEFAULT_TRUNK: tuple[int, ...] = (32, 64, 128, 256)
 DEFAULT_BATCH_SIZE = 32  # at equal epochs, twice the steps of 64: better on every head in the balance study
 DEFAULT_EPOCHS = 10
 ADAM_LEARNING_RATE = 1e-3  # Keras's own default for Adam, which the report used
-# Adam's default for the kit too: 2e-3 learned race sooner on the sample but scored lower on the 3,000-image folder
-# (the README's balance study)
+# Adam's default for the kit too: in the balance study's fourth round (docs/balance.md) 2e-3 scored no better on the
+# mean val_score and fell behind the report's race accuracy after 5 epochs on the 3,000-image folder
 DEFAULT_LEARNING_RATE = ADAM_LEARNING_RATE
 DEFAULT_SEED = 42
 MIN_IMAGE_SIZE = 32
 # Arithmetic precision: "auto" computes in mixed_float16 on a GPU and in mixed_bfloat16 on a CPU with native
-# bfloat16 (AVX-512 BF16 or AMX; faster at equal accuracy: the README's precision table), else float32;
+# bfloat16 (AVX-512 BF16 or AMX; faster at equal accuracy: docs/performance.md), else float32;
 # "float32" always computes in float32. The environment variable PRECISION_VARIABLE overrides the default.
 PRECISIONS: tuple[str, ...] = ("auto", "float32")
 DEFAULT_PRECISION = "auto"
@@ -39,7 +39,7 @@ EQUAL_LOSS_WEIGHTS = {head: 1.0 for head in HEAD_NAMES}
 # Adam's learning rate.
 # faceattr.model.BUILDERS holds the matching builders; everything else reads this table.
 RECIPES: dict[str, dict] = {
-    # measured on validation over 3 seeds: see benchmarks/balance.py and the README
+    # measured on validation over 3 seeds: see benchmarks/balance.py and docs/balance.md
     "default": {"image_size": DEFAULT_IMAGE_SIZE, "age_head": "expectation", "age_loss": "huber",
                 "loss_balance": "uncertainty", "loss_weights": None, "learning_rate": DEFAULT_LEARNING_RATE},
     "batchnorm": {"image_size": DEFAULT_IMAGE_SIZE, "age_head": "expectation", "age_loss": "huber",

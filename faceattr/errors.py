@@ -32,6 +32,15 @@ class SequenceError(FaceattrError, RuntimeError):
     """A notebook of the sequence failed, or its parameters were wrong."""
 
 
+class DiskFullError(FaceattrError, OSError):
+    """No space left (or the quota is used up) on the disk being written; an OSError too, so a fallback that
+    handles write failures (the decoded-image store's) still applies."""
+
+    def __str__(self) -> str:
+        """The one-line message, not OSError's "[Errno 28] ..." form."""
+        return str(self.args[0]) if self.args else ""
+
+
 class ModelContractError(FaceattrError, ValueError):
     """A model (a student's edit of notebook 03) that the kit cannot train: one line per problem."""
 

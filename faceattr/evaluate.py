@@ -1,20 +1,27 @@
-"""Evaluation on the whole test split: CIs, balanced accuracy, macro-F1, age by band, per group."""
+"""Evaluation on the whole test split: CIs, balanced accuracy, macro-F1, age by band, per group, and the one rule
+for whether a gap between groups is more than chance (`group_gap_test`)."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import balanced_accuracy_score, classification_report, confusion_matrix, f1_score
 
+from faceattr.card import MIN_RANKED_GROUP
 from faceattr.errors import DataError
 from faceattr.labels import AGE_BAND_NAMES, GENDER_NAMES, RACE_NAMES, age_band
 from faceattr.runs import RunFolder
 
 Z_95 = 1.959964
 LARGE_AGE_ERROR_YEARS = 10   # an age prediction further off than this counts as a mistake in the prediction grid
+GAP_SHUFFLES = 1000   # shuffles of the group labels behind every gap test
+GAP_SEED = 0          # the shuffles are fixed, so notebooks 05 and 09 and the model card read the same p-value
+GAP_ALPHA = 0.05      # a gap counts when shuffled group labels give one as large in under 5% of shuffles
+GAP_TOLERANCE = 1e-12  # a shuffled gap within float round-off of the observed one counts as "as large"
 
 
 def wilson_interval(correct: int, total: int, z: float = Z_95) -> tuple[float, float]:
@@ -113,6 +120,93 @@ def mistakes(predictions: pd.DataFrame) -> pd.DataFrame:
                         index=predictions.index)
 
 
+def head_scores(predictions: pd.DataFrame, head: str) -> np.ndarray:
+    """Per row: 1 where the gender or race head is right, else 0; for age, the absolute error in years."""
+    if head == "age":
+        return (predictions["pred_age"] - predictions["age"]).abs().to_numpy(float)
+    return (predictions[head] == predictions[f"pred_{head}"]).to_numpy(float)
+
+
+def group_means(scores: np.ndarray, codes: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """The mean score of each group, from integer group codes 0..k-1 and the groups' sizes."""
+    return np.bincount(codes, weights=scores, minlength=len(sizes)) / sizes
+
+
+def shuffled_gaps(scores: np.ndarray, codes: np.ndarray, shuffles: int = GAP_SHUFFLES,
+                  seed: int = GAP_SEED) -> np.ndarray:
+    """The gap (largest minus smallest group mean) after each of `shuffles` shuffles of the group codes: the
+    gaps that chance alone gives when the scores do not depend on the group."""
+    sizes = np.bincount(codes)
+    rng = np.random.default_rng(seed)
+    return np.array([np.ptp(group_means(scores, rng.permutation(codes), sizes)) for _ in range(shuffles)])
+
+
+@dataclass(frozen=True)
+class GapTest:
+    """A permutation test of the gap between the best and the worst group on one head."""
+
+    head: str            # "age", "gender" or "race"
+    groups: str          # what defines the groups, e.g. "race" or "race x gender"
+    best: str            # the group with the highest accuracy (the lowest age error)
+    best_score: float
+    worst: str
+    worst_score: float
+    gap: float           # best minus worst accuracy, or worst minus best age error in years
+    p_value: float       # the share of shuffles giving a gap at least as large (the observed labels count as one)
+    shuffles: int
+    ranked: int          # the groups of `min_size` rows or more that the test compares
+
+    @property
+    def depends(self) -> bool:
+        """True when so large a gap is rare under shuffled labels (p < GAP_ALPHA): the errors depend on the group."""
+        return self.p_value < GAP_ALPHA
+
+
+def group_gap_test(predictions: pd.DataFrame, head: str, by: str | list[str] = "race_name",
+                   min_size: int = MIN_RANKED_GROUP, shuffles: int = GAP_SHUFFLES,
+                   seed: int = GAP_SEED) -> GapTest | None:
+    """Is the gap between the best and worst group (of `min_size` rows or more, grouped by the `by` columns) on
+    `head` more than chance? Shuffle the group labels `shuffles` times and count how often the gap is as large.
+    None when fewer than two groups are large enough."""
+    columns = [by] if isinstance(by, str) else list(by)
+    labels = predictions[columns].astype(str).agg(" ".join, axis=1)
+    sizes = labels.value_counts()
+    kept = labels.isin(sizes[sizes >= min_size].index).to_numpy()
+    if (sizes >= min_size).sum() < 2:
+        return None
+    codes, names = pd.factorize(labels[kept], sort=True)
+    scores = head_scores(predictions, head)[kept]
+    means = group_means(scores, codes, np.bincount(codes))
+    gap = float(np.ptp(means))
+    chance = shuffled_gaps(scores, codes, shuffles, seed)
+    best, worst = (means.argmin(), means.argmax()) if head == "age" else (means.argmax(), means.argmin())
+    return GapTest(head=head, groups=" x ".join(column.removesuffix("_name") for column in columns),
+                   best=str(names[best]), best_score=float(means[best]), worst=str(names[worst]),
+                   worst_score=float(means[worst]), gap=gap,
+                   p_value=float((1 + (chance >= gap - GAP_TOLERANCE).sum()) / (1 + shuffles)),
+                   shuffles=shuffles, ranked=len(names))
+
+
+def gap_reading(test: GapTest) -> str:
+    """The gap test's verdict as a sentence fragment, the same in notebooks 05 and 09 and the model card."""
+    if test.depends:
+        return (f"shuffling the {test.groups} labels gives a gap this large in only {test.p_value:.1%} of "
+                f"{test.shuffles} shuffles: the {test.head} head's errors depend on {test.groups}")
+    return (f"shuffled {test.groups} labels give a gap this large in {test.p_value:.0%} of {test.shuffles} "
+            f"shuffles: this split cannot show that the {test.head} head's errors depend on {test.groups}")
+
+
+def gap_tests(predictions: pd.DataFrame) -> dict[str, dict | None]:
+    """The model card's gap tests: each head over race x gender groups of MIN_RANKED_GROUP test images or more,
+    as plain dicts (with the reading) for metrics.json."""
+    result = {}
+    for head in ("gender", "race", "age"):
+        test = group_gap_test(predictions, head, ["race_name", "gender_name"])
+        result[head] = None if test is None else {**asdict(test), "depends": test.depends,
+                                                  "reading": gap_reading(test)}
+    return result
+
+
 def reports(predictions: pd.DataFrame) -> dict[str, str]:
     """sklearn classification reports for the gender and race heads."""
     return {
@@ -168,6 +262,7 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, batch_size: int =
         "test": summary_metrics(predictions),
         "by_group": group_table(predictions).to_dict("records"),
         "by_age_band": mae_by_band(predictions).reset_index().to_dict("records"),
+        "group_gaps": gap_tests(predictions),
     }
     run.write_metrics(metrics)
     run.write_model_card(config, metrics)

@@ -6,12 +6,17 @@ renamed over the target (an atomic step on one file system). A lock file seriali
 
 from __future__ import annotations
 
+import errno
+import glob
+import hashlib
 import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from faceattr.errors import DiskFullError, FaceattrError
 
 try:
     import fcntl
@@ -20,19 +25,61 @@ except ImportError:  # Windows: no advisory locks; writes stay atomic
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
-    """Call `write(temporary_path)`, then rename the temporary file onto `path`; on any failure `path` is untouched."""
+    """Call `write(temporary_path)`, then rename the temporary file onto `path`; on any failure `path` is untouched
+    and the temporary file is gone. A full disk is a one-line `DiskFullError`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        os.chmod(temporary, 0o666 & ~current_umask())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with full_disk_as_error(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".tmp", dir=path.parent)
+        os.close(handle)
+        try:
+            write(Path(temporary))
+            os.chmod(temporary, 0o666 & ~current_umask())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
     return path
+
+
+def temporary_target(candidate: Path) -> Path | None:
+    """The file an `atomic_write` temporary (`.STEM.RANDOM.SUFFIX`) is written for; None for any other file."""
+    suffix = candidate.suffix
+    core = candidate.name[1:len(candidate.name) - len(suffix)]
+    if not candidate.name.startswith(".") or "." not in core:
+        return None
+    stem, random_part = core.rsplit(".", 1)
+    if len(random_part) != 8 or not stem:  # tempfile's names carry 8 random characters
+        return None
+    return candidate.with_name(stem + ("" if suffix == ".tmp" else suffix))
+
+
+def temporaries_of(path: Path) -> list[Path]:
+    """The `atomic_write` temporaries of `path` in its folder: one being written, or left by a killed writer (the
+    caller holds `path`'s lock to tell them apart)."""
+    pattern = f".{glob.escape(path.stem)}.*{path.suffix or '.tmp'}"
+    return sorted(candidate for candidate in path.parent.glob(pattern) if temporary_target(candidate) == path)
+
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)  # no space left; the user's disk quota is used up
+
+
+@contextmanager
+def full_disk_as_error(folder: str | Path) -> Iterator[None]:
+    """Turn a full disk (or quota) met in the block into a `DiskFullError` that names `folder` and what to do; any
+    other error passes unchanged."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except OSError as error:
+        if error.errno not in DISK_FULL_ERRNOS:
+            raise
+        full = DiskFullError(f"no space left on the disk holding {folder} ({error.strerror}): free some space "
+                             "(`faceattr cache --clear` deletes the kit's cache), or write somewhere else (--out "
+                             "for a run, FACEATTR_CACHE_DIR for the cache).")
+        full.errno, full.strerror, full.filename = error.errno, error.strerror, error.filename
+        raise full from None
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -40,9 +87,14 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda temporary: temporary.write_text(text))
 
 
+def write_json(path: str | Path, payload: dict) -> None:
+    """Write a dict as indented JSON (paths and other objects as strings), in place."""
+    Path(path).write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+
 def atomic_write_json(path: str | Path, payload: dict) -> Path:
     """Write a dict as indented JSON, atomically."""
-    return atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
+    return atomic_write(path, lambda temporary: write_json(temporary, payload))
 
 
 def current_umask() -> int:
@@ -55,10 +107,18 @@ def current_umask() -> int:
 @contextmanager
 def locked(lock_path: str | Path, blocking: bool = True) -> Iterator[bool]:
     """Hold an exclusive lock on `lock_path` for the block; yields False (without waiting) if `blocking` is False
-    and another process holds it."""
+    and another process holds it.
+
+    The lock file is opened read-only (a lock needs no write access), so a lock file another user made first in a
+    shared folder still works; one this user cannot even read is a one-line FaceattrError."""
     lock_path = Path(lock_path)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as stream:
+    try:
+        descriptor = os.open(lock_path, os.O_RDONLY | os.O_CREAT, 0o666)
+    except PermissionError:
+        raise FaceattrError(f"the lock file {lock_path} belongs to another user and cannot be opened; ask them to "
+                            "remove it, or use a folder of your own.") from None
+    with os.fdopen(descriptor) as stream:
         if fcntl is None:
             yield True
             return
@@ -71,3 +131,47 @@ def locked(lock_path: str | Path, blocking: bool = True) -> Iterator[bool]:
             yield True
         finally:
             fcntl.flock(stream.fileno(), fcntl.LOCK_UN)
+
+
+@contextmanager
+def shared_lock(lock_path: str | Path, blocking: bool = True) -> Iterator[bool]:
+    """Hold a shared lock on `lock_path` for the block: any number of readers at once, while `locked` (exclusive)
+    waits for them, or with blocking=False skips; yields False (without waiting) if `blocking` is False and an
+    exclusive holder has it. Opened read-only like `locked`'s, so the two lock the same file."""
+    lock_path = Path(lock_path)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(lock_path, os.O_RDONLY | os.O_CREAT, 0o666)
+    except PermissionError:
+        raise FaceattrError(f"the lock file {lock_path} belongs to another user and cannot be opened; ask them to "
+                            "remove it, or use a folder of your own.") from None
+    with os.fdopen(descriptor) as stream:
+        if fcntl is None:
+            yield True
+            return
+        try:
+            fcntl.flock(stream.fileno(), fcntl.LOCK_SH | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(stream.fileno(), fcntl.LOCK_UN)
+
+
+class FileTooLarge(ValueError):
+    """A file over the size its reader accepts (see `file_digest`)."""
+
+
+def file_digest(path: str | Path, make_hash: Callable[[], object] = hashlib.sha256, limit: int | None = None) -> str:
+    """The hex digest of a file's bytes, read as a stream (never the whole file at once); a file longer than
+    `limit` bytes raises `FileTooLarge` after reading at most limit + 1 bytes."""
+    digest, read = make_hash(), 0
+    with open(path, "rb") as stream:
+        while chunk := stream.read(1 << 20 if limit is None else min(1 << 20, limit + 1 - read)):
+            digest.update(chunk)
+            read += len(chunk)
+            if limit is not None and read > limit:
+                raise FileTooLarge(f"{path} is larger than {limit:,} bytes")
+    return digest.hexdigest()

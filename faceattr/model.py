@@ -48,8 +48,9 @@ def age_output(features: keras.KerasTensor, age_head: str, age_scale: float,
 
     "linear": one linear unit; never negative at inference.
     "sigmoid": the report's, sigmoid x max age.
-    "expectation" (the default recipe's): softmax over age bins, predicting the expected bin centre
-    (DEX, Rothe et al. 2015).
+    "expectation" (the default recipe's): softmax over age bins, predicting the expected bin centre, trained
+    with the recipe's age loss (Huber) on that expected age; DEX (Rothe et al. 2015) reads its age the same way
+    but trains the bins with cross-entropy.
     """
     check_choice("age head", age_head, AGE_HEADS)
     if age_head == "expectation":

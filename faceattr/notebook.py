@@ -11,7 +11,9 @@ from pathlib import Path
 from faceattr import stderr_to
 from faceattr.defaults import DEFAULT_SEED
 from faceattr.errors import SequenceError
-from faceattr.data import PROJECT_ROOT, is_sample
+from faceattr.data import PROJECT_ROOT, data_in_use, data_location, is_sample
+from faceattr.files import full_disk_as_error
+from faceattr.runs import RunFolder
 
 
 def setup_notebook(seed: int = DEFAULT_SEED) -> str:
@@ -102,18 +104,40 @@ def typed_parameters(overrides: dict[str, str], notebooks: list[Path]) -> dict[s
     return typed
 
 
+KERNEL_LOG = "kernel-stderr.log"  # the kernels' start-up chatter, in OUT_DIR/notebooks
+
+
 def run_sequence(out_dir: str | Path, data: str = "auto", overrides: dict[str, str] | None = None,
                  report=print) -> list[Path]:
-    """Execute every lesson notebook with papermill into OUT_DIR/notebooks; return their paths."""
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
+    """Execute every lesson notebook with papermill into OUT_DIR/notebooks; return their paths.
 
+    OUT_DIR is refused when it is inside the data, or holds a file under one of the kit's names that the kit did not
+    write. Its lock is held throughout and lent to the notebooks' kernels, so a `faceattr train` into it meanwhile is
+    refused (and the other way round); a shared lock keeps `faceattr cache --clear` off the data's extraction."""
     notebooks = lesson_notebooks()
     values = typed_parameters(overrides or {}, notebooks)
     data = str(values.pop("data_dir", data))
     if data not in ("auto", "sample"):
         data = str(Path(data).expanduser().resolve())
     out = Path(out_dir).resolve()
+    run, data_path = RunFolder(out), data_location(data)[0]
+    run.refuse_inside(data_path)
+    outputs = [run.notebooks / path.name for path in notebooks] + [run.notebooks / KERNEL_LOG]
+    with run.writing(replacing=[]), run.lock_lent_to_children(), data_in_use(data_path), full_disk_as_error(out):
+        run.refuse_foreign([*run.named_files(), *outputs])
+        try:
+            return execute_notebooks(notebooks, values, data, out, report)
+        finally:
+            run.manifest.record(*(path for path in outputs if path.exists()))
+
+
+def execute_notebooks(notebooks: list[Path], values: dict[str, object], data: str, out: Path,
+                      report=print) -> list[Path]:
+    """Execute `notebooks` in order with papermill into OUT/notebooks, each given those of `values` it takes (and
+    its run_dir and data_dir); return the executed copies' paths."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
     written = []
     for path in notebooks:
@@ -124,7 +148,7 @@ def run_sequence(out_dir: str | Path, data: str = "auto", overrides: dict[str, s
         target = out / "notebooks" / path.name
         started = time.perf_counter()
         try:
-            with stderr_to(str(out / "notebooks" / "kernel-stderr.log")):  # kernel start-up chatter
+            with stderr_to(str(out / "notebooks" / KERNEL_LOG)):  # kernel start-up chatter
                 papermill.execute_notebook(str(path), str(target), parameters=parameters, cwd=str(out),
                                            kernel_name="python3", progress_bar=False)
         except PapermillExecutionError as error:

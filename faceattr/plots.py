@@ -11,7 +11,6 @@ import seaborn as sns
 from PIL import Image
 
 from faceattr.evaluate import LARGE_AGE_ERROR_YEARS, mae_by_band, mistakes
-from faceattr.files import atomic_write
 from faceattr.labels import GENDER_NAMES, RACE_NAMES
 from faceattr.runs import RunFolder
 
@@ -23,9 +22,10 @@ def set_style() -> None:
 
 
 def save_figure(figure: plt.Figure, run_dir: str | Path, name: str) -> Path:
-    """Save `figure` as RUN_DIR/figures/NAME.png and return the path."""
-    return atomic_write(RunFolder(run_dir).figures / f"{name}.png",
-                        lambda temporary: figure.savefig(temporary, bbox_inches="tight"))
+    """Save `figure` as RUN_DIR/figures/NAME.png (atomically, recorded in the run folder's manifest) and return
+    the path."""
+    run = RunFolder(run_dir)
+    return run.write(run.figures / f"{name}.png", lambda temporary: figure.savefig(temporary, bbox_inches="tight"))
 
 
 def race_gender_counts(frame: pd.DataFrame) -> plt.Figure:

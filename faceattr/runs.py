@@ -1,17 +1,20 @@
 """The run folder: its file names, its config schema, its split and its model, in one place.
 
-Every file is written atomically, so Ctrl-C or a crash never leaves a half-written one. A writer holds the
-folder's lock, so two trainings cannot mix their files, and `--overwrite` clears the kit's own files before
-anything new is written, so a stale model can never sit beside a new config."""
+Every file is written atomically, so Ctrl-C or a crash never leaves a half-written one, and recorded with its hash in
+the folder's manifest: the kit replaces or deletes only a file that is still as it wrote it, never a user's own. A
+writer holds the folder's lock, so two trainings (or a training and `faceattr run`) cannot mix their files, and
+`--overwrite` clears the kit's own files before anything new is written, so a stale model can never sit beside a new
+config."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
-import shutil
+import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
@@ -20,12 +23,14 @@ from pathlib import Path
 import pandas as pd
 
 from faceattr.defaults import DEFAULT_SEED
-from faceattr.errors import DataError, RunDirError
-from faceattr.files import atomic_write, atomic_write_json, atomic_write_text, locked
+from faceattr.errors import DataError, FaceattrError, RunDirError
+from faceattr.files import atomic_write, atomic_write_json, file_digest, full_disk_as_error, locked, write_json
 
 CONFIG_VERSION = 2
 REQUIRED_CONFIG_KEYS = ("data", "seed", "image_size", "arch")
 SPLIT_COLUMNS = ["file", "age", "gender", "race", "split"]
+MANIFEST_NAME = ".faceattr-manifest.json"  # in each folder the kit writes into: the files it wrote, with their hashes
+RUN_LOCK_VARIABLE = "FACEATTR_RUN_LOCK_HELD"  # `faceattr run` sets it, for its notebooks, to the folder it has locked
 
 
 def package_versions() -> dict[str, str]:
@@ -68,6 +73,96 @@ def saved_precision(path: Path) -> str | None:
         return None
 
 
+def reached_directly(path: Path, folder: Path) -> bool:
+    """True when `path` is a plain file inside `folder`, reached through no symbolic link (so deleting it can never
+    delete anything elsewhere)."""
+    inside = os.path.join(os.path.realpath(folder), os.path.relpath(path, folder))
+    return path.is_file() and not path.is_symlink() and os.path.realpath(path) == inside
+
+
+class Manifest:
+    """The files faceattr wrote in one folder, each with its SHA-256. The kit replaces or deletes a file only while
+    its content is still what the kit wrote, so a user's own file, or one they changed, is never touched."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+
+    path = property(lambda self: self.folder / MANIFEST_NAME, doc="the manifest itself (JSON)")
+    lock = property(lambda self: self.folder / ".faceattr-manifest.lock", doc="held while the manifest is updated")
+
+    def name_of(self, path: Path) -> str:
+        """`path` relative to the folder, as the manifest names it."""
+        relative = os.path.relpath(path, self.folder)
+        if relative == os.curdir or relative.startswith(os.pardir):
+            raise ValueError(f"{path} is not a file inside {self.folder}")
+        return Path(relative).as_posix()
+
+    def entries(self) -> dict[str, str]:
+        """Each recorded file (relative path) and its SHA-256; a missing or damaged manifest records nothing, so
+        nothing counts as the kit's own."""
+        try:
+            files = json.loads(self.path.read_text())["files"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return {}
+        return {str(name): str(digest) for name, digest in files.items()} if isinstance(files, dict) else {}
+
+    def update(self, change: Callable[[dict[str, str]], object]) -> None:
+        """Apply `change` to the entries and write them back, under the manifest's lock."""
+        with locked(self.lock):
+            entries = self.entries()
+            change(entries)
+            if entries:
+                atomic_write_json(self.path, {"version": 1, "files": dict(sorted(entries.items()))})
+            else:
+                self.path.unlink(missing_ok=True)
+
+    def record(self, *paths: Path) -> None:
+        """Record `paths` as written by the kit, as they are now."""
+        digests = {self.name_of(Path(path)): file_digest(path) for path in paths}
+        self.update(lambda entries: entries.update(digests))
+
+    def owns(self, path: Path) -> bool:
+        """True when the kit wrote `path` and it is unchanged since."""
+        recorded = self.entries().get(self.name_of(path))
+        try:
+            return recorded is not None and path.is_file() and file_digest(path) == recorded
+        except OSError:
+            return False
+
+    def foreign(self, paths: Iterable[Path]) -> list[Path]:
+        """Those of `paths` that exist but are not the kit's own (see `owns`)."""
+        return [path for path in paths if (path.exists() or path.is_symlink()) and not self.owns(path)]
+
+    def write(self, path: Path, write: Callable[[Path], object]) -> Path:
+        """Write `path` atomically with `write(temporary_path)` and record it; a file there that the kit did not
+        write (or that changed since) is refused, never replaced."""
+        path = Path(path)
+        if self.foreign([path]):
+            raise RunDirError(f"{path} was not written by faceattr (or was changed since), and the kit never writes "
+                              "over such a file: move it away, or choose another folder.")
+        atomic_write(path, write)
+        self.record(path)
+        return path
+
+    def remove(self, paths: Iterable[Path] | None = None) -> list[Path]:
+        """Delete the kit's own files among `paths` (default: every recorded one), each only if unchanged and
+        reached through no link; return the recorded ones left alone."""
+        entries = self.entries()
+        names = entries.keys() if paths is None else {self.name_of(Path(path)) for path in paths} & entries.keys()
+        removed, kept = [], []
+        for name in sorted(names):
+            path = self.folder / name
+            if not (path.exists() or path.is_symlink()):
+                removed.append(name)
+            elif reached_directly(path, self.folder) and file_digest(path) == entries[name]:
+                path.unlink()
+                removed.append(name)
+            else:
+                kept.append(path)
+        self.update(lambda current: [current.pop(name, None) for name in removed])
+        return kept
+
+
 @dataclass(frozen=True)
 class RunFolder:
     """One run folder and the names of the files the kit keeps in it."""
@@ -87,37 +182,127 @@ class RunFolder:
     model_card = property(lambda self: self.root / "model_card.md", doc="what the model is for, and where it fails")
     figures = property(lambda self: self.root / "figures", doc="PNG figures")
     lock = property(lambda self: self.root / ".faceattr.lock", doc="held by the process writing the run")
+    notebooks = property(lambda self: self.root / "notebooks", doc="the lessons `faceattr run` executed")
+    manifest = property(lambda self: Manifest(self.root), doc="the files the kit wrote here, with their hashes")
 
-    def kit_files(self) -> list[Path]:
-        """The files (and the figures folder) the kit writes here; nothing else in the folder is touched."""
+    def named_files(self) -> list[Path]:
+        """The files the kit writes here under fixed names."""
         return [self.model, self.untrained, self.config, self.split, self.history, self.metrics, self.predictions,
-                self.model_card, self.figures]
+                self.model_card]
 
     def has_run(self) -> bool:
         """True when a trained run (a model or a config) is here."""
         return self.model.exists() or self.config.exists()
 
-    @contextmanager
-    def writing(self, overwrite: bool = False) -> Iterator[RunFolder]:
-        """Hold the folder's lock for the block; refuse a folder that already holds a run unless `overwrite`,
-        which first removes the kit's own files."""
+    def write(self, path: Path, write: Callable[[Path], object]) -> Path:
+        """Write one of this folder's files atomically and record it in the manifest (see `Manifest.write`)."""
+        return self.manifest.write(path, write)
+
+    def refuse_inside(self, data: str | Path) -> None:
+        """Refuse a run folder that is the data, or inside the data folder: the kit never writes into the user's
+        data."""
+        data, root = Path(data).expanduser().resolve(), self.root.expanduser().resolve()
+        if root == data or data in root.parents:
+            where = "is the data folder" if root == data else f"is inside the data folder {data}"
+            raise RunDirError(f"the run folder {self.root} {where}, and the kit never writes into your data: "
+                              "choose an --out folder outside it.")
+
+    def refuse_foreign(self, paths: Iterable[Path]) -> None:
+        """Refuse (one line, before anything is deleted) when any of `paths` is a file the kit did not write here,
+        or one changed since."""
+        foreign = self.manifest.foreign(paths)
+        if foreign:
+            names = ", ".join(os.path.relpath(path, self.root) for path in foreign)
+            raise RunDirError(f"{self.root} holds {names}, which faceattr did not write (or which changed since), "
+                              "and the kit never deletes or replaces such files: move them away, or choose another "
+                              "folder.")
+
+    def prepare(self) -> None:
+        """Make the folder, or say in one line why it cannot hold a run: it is a file, a part of its path is a file,
+        this user cannot write there, or the disk is full."""
         if self.root.exists() and not self.root.is_dir():
             raise RunDirError(f"{self.root} is a file; give a folder for the run.")
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            with full_disk_as_error(self.root):
+                self.root.mkdir(parents=True, exist_ok=True)
+                tempfile.TemporaryFile(dir=self.root).close()
+        except FaceattrError:
+            raise
+        except OSError as error:
+            why = "a part of that path is a file" if error.errno in (errno.ENOTDIR, errno.EEXIST) else \
+                (error.strerror or str(error))
+            raise RunDirError(f"cannot write the run folder {self.root} ({why}); choose an --out folder you can "
+                              "write to.") from None
+
+    @contextmanager
+    def lock_held(self) -> Iterator[None]:
+        """Hold the folder's lock for the block, refusing (one line) when another process holds it; in the notebooks
+        that `faceattr run` executes, the sequence holds it for them (see `lock_lent_to_children`)."""
+        if os.environ.get(RUN_LOCK_VARIABLE) == str(self.root.resolve()):
+            yield
+            return
         with locked(self.lock, blocking=False) as acquired:
             if not acquired:
                 raise RunDirError(f"another process is writing a run into {self.root}; wait for it to finish, "
                                   "or choose another folder.")
-            if self.has_run() and not overwrite:
+            yield
+
+    @contextmanager
+    def lock_lent_to_children(self) -> Iterator[None]:
+        """For the block (which holds the lock), let child processes started in it, the sequence's notebook
+        kernels, write here as if they held it."""
+        previous = os.environ.get(RUN_LOCK_VARIABLE)
+        os.environ[RUN_LOCK_VARIABLE] = str(self.root.resolve())
+        try:
+            yield
+        finally:
+            if previous is None:
+                os.environ.pop(RUN_LOCK_VARIABLE, None)
+            else:
+                os.environ[RUN_LOCK_VARIABLE] = previous
+
+    @contextmanager
+    def writing(self, overwrite: bool = False, replacing: Sequence[Path] | None = None,
+                report: Callable[[str], object] = lambda note: None) -> Iterator[RunFolder]:
+        """Make the folder and hold its lock for the block. By default, refuse a folder that already holds a run;
+        with `overwrite`, first delete the kit's own files (see `clear`, whose note goes to `report`); with
+        `replacing`, delete just those of the kit's own files (notebook 04 replaces its model, config and history;
+        `faceattr run` passes none). A file the kit did not write is never deleted: it is refused instead."""
+        self.prepare()
+        with self.lock_held():
+            if replacing is not None:
+                self.refuse_foreign(replacing)
+                self.manifest.remove(replacing)
+            elif overwrite:
+                for note in self.clear():
+                    report(note)
+            elif self.has_run():
                 taken = [path.name for path in (self.model, self.config) if path.exists()]
                 raise RunDirError(f"{self.root} already holds a run ({', '.join(taken)}); choose a new folder "
                                   "or pass --overwrite to replace it.")
-            for path in self.kit_files():
-                if path.is_dir():
-                    shutil.rmtree(path)
-                else:
-                    path.unlink(missing_ok=True)
             yield self
+
+    def clear(self) -> list[str]:
+        """`--overwrite`: delete every file the kit wrote here that is unchanged since (empty kit folders too);
+        refuse, before deleting anything, when a file under one of the kit's names is not such a file. Return a
+        note naming any other file left alone."""
+        self.refuse_foreign(self.named_files())
+        kept = self.manifest.remove()
+        for folder in (self.figures, self.notebooks):
+            if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
+                folder.rmdir()
+        hidden = {self.lock.name, self.manifest.path.name, self.manifest.lock.name}
+        left = sorted({*kept, *(path for folder in (self.root, self.figures, self.notebooks)
+                                if folder.is_dir() and not folder.is_symlink()
+                                for path in folder.iterdir() if path.name not in hidden and
+                                not (folder == self.root and path in (self.figures, self.notebooks)))})
+        if not left:
+            return []
+        names = [os.path.relpath(path, self.root) + ("/" if path.is_dir() else "") for path in left]
+        return [f"--overwrite left {len(names)} entr{'y' if len(names) == 1 else 'ies'} in {self.root} alone, not "
+                "being the run's own files as the kit wrote them (yours, changed since, in a folder of their own, "
+                f"or reached through a link): {', '.join(names[:5])}"
+                + (f" and {len(names) - 5} more" if len(names) > 5 else "")]
 
     def check_idle(self) -> None:
         """Refuse to read a run that another process is still writing."""
@@ -161,7 +346,7 @@ class RunFolder:
     def write_config(self, config: dict) -> dict:
         """Write config.json (atomically), stamped with the schema version."""
         config = {"config_version": CONFIG_VERSION, **config}
-        atomic_write_json(self.config, config)
+        self.write(self.config, lambda temporary: write_json(temporary, config))
         return config
 
     def read_config(self) -> dict:
@@ -209,7 +394,7 @@ class RunFolder:
 
     def save_split(self, split: pd.DataFrame) -> Path:
         """Write split.csv (paths relative to the data folder), atomically."""
-        return atomic_write(self.split, lambda temporary: split[SPLIT_COLUMNS].to_csv(temporary, index=False))
+        return self.write(self.split, lambda temporary: split[SPLIT_COLUMNS].to_csv(temporary, index=False))
 
     def load_split(self, data_root: str | Path) -> pd.DataFrame:
         """Read split.csv and rebuild its full frame against `data_root`."""
@@ -249,8 +434,11 @@ class RunFolder:
             raise RunDirError(f"{self.model} does not exist: train a model first with "
                               f"`faceattr train --out {self.root}` (or run notebook 04).")
         try:
-            return keras.models.load_model(self.model, compile=False)
+            return keras.models.load_model(self.model, compile=False, safe_mode=True)  # never run a file's code
         except (ValueError, OSError, KeyError, TypeError) as error:
+            if "safe_mode" in str(error):
+                raise RunDirError(f"{self.model} holds Python code (a Lambda layer), which the kit never runs from a "
+                                  f"file; retrain with `faceattr train --out {self.root} --overwrite`.") from None
             if zipfile.is_zipfile(self.model):
                 raise  # a whole Keras archive that fails to load is a bug, not bad input
             raise RunDirError(f"{self.model} is not a Keras model file ({type(error).__name__}); retrain with "
@@ -258,7 +446,7 @@ class RunFolder:
 
     def write_metrics(self, metrics: dict) -> Path:
         """Write metrics.json atomically."""
-        return atomic_write_json(self.metrics, metrics)
+        return self.write(self.metrics, lambda temporary: write_json(temporary, metrics))
 
     def read_metrics(self) -> dict:
         """Read metrics.json; a missing or garbled one is an error that says which command writes it."""
@@ -275,8 +463,9 @@ class RunFolder:
         """Write model_card.md (atomically) from the run's config and metrics."""
         from faceattr.card import model_card
 
-        return atomic_write_text(self.model_card, model_card(config, metrics, self.root.resolve().name))
+        text = model_card(config, metrics, self.root.resolve().name)
+        return self.write(self.model_card, lambda temporary: temporary.write_text(text))
 
     def save_predictions(self, predictions: pd.DataFrame) -> Path:
         """Write predictions.csv atomically."""
-        return atomic_write(self.predictions, lambda temporary: predictions.to_csv(temporary, index=False))
+        return self.write(self.predictions, lambda temporary: predictions.to_csv(temporary, index=False))

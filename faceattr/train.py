@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import time
 from pathlib import Path
@@ -15,7 +17,6 @@ from faceattr.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LEARN
                                PRECISION_VARIABLE, PRECISIONS, check_choice, check_settings, resolve_recipe)
 from faceattr.errors import SettingsError
 from faceattr.evaluate import evaluate_run
-from faceattr.files import atomic_write
 from faceattr.labels import HEAD_NAMES
 from faceattr.model import make_model
 from faceattr.runs import RunFolder
@@ -97,7 +98,8 @@ class EpochLine(keras.callbacks.Callback):
 
 class BestCheckpoint(keras.callbacks.Callback):
     """Keras's ModelCheckpoint(save_best_only=True, mode="min"), but atomic: the model is written to a temporary
-    file and renamed, so Ctrl-C during a save never leaves a broken model.keras."""
+    file and renamed, so Ctrl-C during a save never leaves a broken model.keras; and recorded in its folder's
+    manifest (`faceattr.runs.Manifest`), so it never replaces a model.keras the kit did not write."""
 
     def __init__(self, path: str | Path, monitor: str = SCORE):
         super().__init__()
@@ -108,7 +110,35 @@ class BestCheckpoint(keras.callbacks.Callback):
         value = (logs or {}).get(self.monitor)
         if value is not None and value < self.best:
             self.best = value
-            atomic_write(self.path, self.model.save)
+            RunFolder(self.path.parent).write(self.path, self.model.save)
+
+
+class HistoryLog(keras.callbacks.Callback):
+    """Keras's CSVLogger (one row per epoch: `epoch`, then the first epoch's logs in sorted order), but the whole
+    file is written afresh and atomically at each epoch's end, and recorded in its folder's manifest: a crash or
+    SIGKILL leaves the last whole history.csv, never an empty or half-written one."""
+
+    def __init__(self, path: str | Path):
+        super().__init__()
+        self.path, self.keys, self.rows = Path(path), None, []
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        """Start a new history."""
+        self.keys, self.rows = None, []
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Add the epoch's row and write the whole history."""
+        logs = logs or {}
+        if self.keys is None:
+            self.keys = sorted(logs)
+            if not any(key.startswith("val_") for key in self.keys):  # as CSVLogger: room for validation columns
+                self.keys += [f"val_{key}" for key in self.keys]
+        self.rows.append({"epoch": epoch, **{key: logs.get(key, "NA") for key in self.keys}})
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=["epoch", *self.keys])
+        writer.writeheader()
+        writer.writerows(self.rows)
+        RunFolder(self.path.parent).write(self.path, lambda temporary: temporary.write_text(text.getvalue()))
 
 
 def standard_callbacks(run_dir: str | Path, reference_errors: dict[str, float], patience: int = 5,
@@ -118,7 +148,7 @@ def standard_callbacks(run_dir: str | Path, reference_errors: dict[str, float], 
     run_dir = Path(run_dir)
     callbacks = [
         BalanceLog(reference_errors),
-        keras.callbacks.CSVLogger(str(RunFolder(run_dir).history)),
+        HistoryLog(RunFolder(run_dir).history),
         BestCheckpoint(RunFolder(run_dir).model, monitor=SCORE),
         keras.callbacks.EarlyStopping(monitor=SCORE, mode="min", patience=patience, restore_best_weights=True),
     ]
@@ -222,13 +252,16 @@ def train_run(data: str | Path, run_dir: str | Path, arch: str = "default", num_
               overwrite: bool = False,
               learning_rate: float | None = None, patience: int = 5, augment: bool = False, progress: str = "lines",
               age_head: str | None = None, loss_balance: str | None = None,
-              loss_weights: dict[str, float] | None = None, balance: str = "none") -> dict:
-    """Scan, split, train and evaluate one architecture; write everything into RUN_DIR (holding its lock).
-    `balance` is the mitigation across race x gender groups (faceattr.defaults.GROUP_BALANCES)."""
-    from faceattr.data import is_sample, scan, split_frame
+              loss_weights: dict[str, float] | None = None, balance: str = "none", report=print) -> dict:
+    """Scan, split, train and evaluate one architecture; write everything into RUN_DIR (holding its lock, and a
+    shared lock on the data's cached extraction, so `faceattr cache --clear` leaves it alone). `balance` is the
+    mitigation across race x gender groups (faceattr.defaults.GROUP_BALANCES); `report` gets any note of
+    `--overwrite` about files it left alone."""
+    from faceattr.data import data_in_use, is_sample, scan, split_frame
     from faceattr.pipeline import replica_batch_size, split_datasets
 
     check_settings(arch, num_epochs, image_size, batch_size, loss_balance, age_head, balance, learning_rate)
+    RunFolder(run_dir).refuse_inside(data)
     recipe = resolve_recipe(arch, image_size, age_head, loss_balance, loss_weights, learning_rate)
     precision = choose_precision()
     result = scan(data)
@@ -236,7 +269,7 @@ def train_run(data: str | Path, run_dir: str | Path, arch: str = "default", num_
     strategy = device_strategy()
     for name, count in split["split"].value_counts().items():   # refuse before the run folder is touched
         replica_batch_size(name, count, batch_size, strategy.num_replicas_in_sync)
-    with RunFolder(run_dir).writing(overwrite) as run:
+    with data_in_use(data), RunFolder(run_dir).writing(overwrite, report=report) as run:
         run.save_split(split)
         train = split[split["split"] == "train"]
         age_scale = float(train["age"].max())  # from training data only

@@ -211,8 +211,10 @@ def exercise_5(data_dir: str, work_dir: Path) -> dict:
     """With MSE the trivial predictor's age loss is the mean squared error of the median age on age / age_scale,
     still far below the cross-entropies of gender and race. Huber with delta 0.1 is never more than half the
     squared error, so MSE makes the age loss larger than Huber, but it stays a small fraction of race's (the
-    table below prints the ratio). The report's weight of 2 only doubles it: the age head still barely steers
-    the shared trunk, which is why the kit divides each loss by its trivial value instead."""
+    table below prints the ratio). The report's weight of 2 only doubles it: the age loss stays a small share of
+    the total, which is why the kit divides each loss by its trivial value instead. That is a statement about the
+    losses' sizes; how hard each head then pulls on the shared trunk is a gradient, which notebook 04 (section 7)
+    and benchmarks/gradients.py measure."""
     import keras
 
     from faceattr.balance import trivial_losses
@@ -260,10 +262,10 @@ def exercise_7(data_dir: str, work_dir: Path) -> dict:
     """Scaled to 0..1, no input the first convolution sees is below 0, so for one image patch all of a filter's
     weight gradients share the sign of the error there: the weights move together and plain gradient descent
     zig-zags. Scaled to -1..1 about half the inputs are below 0 and the gradients can point every way. Centring
-    changes no parameter and no arithmetic. In the README's balance study (3 seeds, 5 and 15 epochs, two data sets)
-    it made race learn sooner (0.773 against 0.712 after 5 epochs on the sample), at some cost in age error after
-    15 epochs. The run below is a token one (one epoch at 32 px, one seed), so it shows the method, not the answer:
-    compare its per-epoch history over 5 epochs in notebook 04 before concluding."""
+    changes no parameter and no arithmetic. In the balance study of docs/balance.md (3 seeds, 5 and 15 epochs, two
+    data sets) it made race learn sooner (0.773 against 0.712 after 5 epochs on the sample), at some cost in age
+    error after 15 epochs. The run below is a token one (one epoch at 32 px, one seed), so it shows the method, not
+    the answer: compare its per-epoch history over 5 epochs in notebook 04 before concluding."""
     import keras
 
     from faceattr.model import build_model

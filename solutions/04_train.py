@@ -77,9 +77,9 @@ def exercise_1(data_dir: str, work_dir: Path) -> dict:
 
 def exercise_2(data_dir: str, work_dir: Path) -> dict:
     """The report's fixed weights 2 / 1 / 1.5 ignore the scales of the losses: the age loss is far smaller than
-    the others, so doubling it leaves gender and race steering the shared trunk. The head to watch is age: if
-    its validation MAE ends higher than with learned weights, the trunk learned less of what age needs, and
-    any gain shows up in gender or race accuracy. At a short budget on one seed such differences can be noise,
+    the others, and doubling it leaves it far smaller. How much each head then pulls on the shared trunk is its
+    gradient there, not its loss (notebook 04, section 7, measures it). The head to watch is age: compare its
+    validation MAE under both schemes, and gender and race accuracy beside it. At a short budget on one seed such differences can be noise,
     so compare the per-head validation metrics over several seeds (notebook 07) before concluding."""
     from faceattr.defaults import REPORT_LOSS_WEIGHTS
 
@@ -95,9 +95,10 @@ def exercise_2(data_dir: str, work_dir: Path) -> dict:
 def exercise_3(data_dir: str, work_dir: Path) -> dict:
     """Both schemes start from the same weights, 1 / trivial loss. The learned weights then follow 1 / each
     head's current training loss, since `exp(-s) * L + s` is smallest at `exp(-s) = 1 / L`: as a head's loss
-    falls, its weight rises. Because the age loss is the smallest, its weight grows the most, so learning
-    the weights mostly helps the head that is easiest to drown out; the normalised scheme keeps the starting
-    weights and cannot follow. How far the weights get depends on the number of steps."""
+    falls, its weight rises. Because the age loss is the smallest, its weight grows the most; the normalised
+    scheme keeps the starting weights and cannot follow. Which head that helps is for the validation metrics to
+    say (the 3-seed balance study in docs/balance.md), and how each head's pull on the trunk moves, for notebook 04's
+    section 7. How far the weights get depends on the number of steps."""
     from faceattr.balance import balance_weights, task_uncertainty_layer, trivial_losses
     from faceattr.labels import HEAD_NAMES
 

@@ -83,14 +83,17 @@ def exercise_3(data_dir: str, work_dir: Path) -> dict:
 def exercise_4(data_dir: str, work_dir: Path) -> dict:
     """Thirty faces are too few to see a pattern: the frames move with the seed. Count the marked faces over the
     whole test split instead, per race x gender group, and read each group's mistake rate with its size in mind.
-    A group whose rate stays high for every seed and whose interval sits above the others is where mistakes
-    concentrate; small groups swing from seed to seed and from split to split."""
+    Whether the rates differ by more than chance is the kit's one test for gaps: shuffle the group labels and
+    count how often the gap between the highest and lowest rate is as large (`faceattr.evaluate`'s
+    `permutation_p_value`, behind `group_gap_test`). Comparing intervals picked after looking cannot say it, and
+    small groups swing from seed to seed and from split to split."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from faceattr.evaluate import mistakes
+    from faceattr.card import MIN_RANKED_GROUP
+    from faceattr.evaluate import GAP_ALPHA, mistakes, permutation_p_value
     from faceattr.plots import prediction_grid, save_figure
 
     predictions, test, _train = test_predictions(data_dir)
@@ -103,13 +106,23 @@ def exercise_4(data_dir: str, work_dir: Path) -> dict:
     assert by_group["size"].sum() == len(predictions)
     print(by_group.rename(columns={"size": "n", "mean": "share marked"}).round(2).to_string())
     worst = by_group["mean"].idxmax()
+    groups = predictions["race_name"] + " " + predictions["gender_name"]
+    ranked = groups.isin(groups.value_counts()[lambda sizes: sizes >= MIN_RANKED_GROUP].index)
+    codes, _ = pd.factorize(groups[ranked], sort=True)
+    p_value = permutation_p_value(marked[ranked].to_numpy(float), codes) if codes.max(initial=0) >= 1 else None
+    print(f"groups of {MIN_RANKED_GROUP} or more: " + ("too few to test" if p_value is None else
+          f"shuffled group labels give a gap in marked share this large in {p_value:.1%} of shuffles"
+          + (": the mistakes depend on the group" if p_value < GAP_ALPHA else ": this split cannot show that the "
+             "mistakes depend on the group")))
     return {"share_marked": float(marked.mean()), "worst_group": " ".join(worst),
-            "worst_share": float(by_group.loc[worst, "mean"]), "worst_n": int(by_group.loc[worst, "size"])}
+            "worst_share": float(by_group.loc[worst, "mean"]), "worst_n": int(by_group.loc[worst, "size"]),
+            "gap_p_value": p_value}
 
 
 def exercise_5(data_dir: str, work_dir: Path) -> dict:
     """Subtract the majority-class accuracy from the model's race accuracy and divide by the half-width of the
-    model's 95% interval. Below one the gain is inside the noise of this test split; well above one it is real.
+    model's 95% interval. Above one, the baseline's accuracy lies outside the model's 95% interval (read as if
+    the baseline were exact: it is measured on the same test images, with noise of its own).
     A model trained for a token budget may not beat the baseline at all, which is exactly what the baseline
     column is there to reveal. The majority-class predictor's balanced accuracy is always one over the classes."""
     from faceattr.evaluate import classification_metrics, summary_metrics

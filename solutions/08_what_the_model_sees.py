@@ -163,8 +163,8 @@ def exercise_3(data_dir: str, work_dir: Path) -> dict:
 
 def exercise_4(data_dir: str, work_dir: Path) -> dict:
     """Measured over every test face, the central-square share of each head has a mean and a spread; compare it
-    with 25%, the share of a map that is equal everywhere. Above it, the head looks at the face's centre; below,
-    at hair, outline or background. On real UTKFace (`python solutions/run.py 08 4 --data data/UTKFace`) the
+    with 25%, the share of a map that is equal everywhere. Above it, the head's heat is denser at the face's
+    centre than an even spread; below, denser at hair, outline or background. Only above 50% is most of it there. On real UTKFace (`python solutions/run.py 08 4 --data data/UTKFace`) the
     crops put eyes, nose and mouth in the centre, and a head that still looks at the edges has found a cue there."""
     from faceattr.explain import HEADS, grad_cam, upsample
 

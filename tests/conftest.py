@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,60 @@ from PIL import Image
 # nbval's kernels inherit this: "auto" data means the synthetic sample even where data/UTKFace exists,
 # so the stored notebook outputs compare.
 os.environ["FACEATTR_DATA"] = "sample"
+
+# What a test's code (or a fixture's, or a script string it runs) says when it trains a model: such a test is marked
+# `trains` automatically, and `make test-fast` (-m "not trains") leaves it out. Notebooks from 04 on train (or read the
+# run 04 trained); a CLI call checked for exit 2 (refused) trains nothing. In the fast tier, a test that still reaches Keras's fit fails and says to extend this list.
+TRAINING_CALLS = ("fit(", "train_run(", "run_sequence(", '"train", "--', '"run", "--', '"faceattr.cli", "train"',
+                  '"faceattr.cli", "run"', '[faceattr, "run"')
+FIRST_TRAINING_NOTEBOOK = "04"
+
+
+def code_of(function: object) -> str:
+    """A function's source and the string constants of its module that it names (scripts it runs)."""
+    try:
+        source = inspect.getsource(function)
+    except (OSError, TypeError):
+        return ""
+    module_globals = getattr(function, "__globals__", {})
+    names = getattr(getattr(function, "__code__", None), "co_names", ())
+    return source + "".join(value for name in names if isinstance(value := module_globals.get(name), str))
+
+
+def trains(item: pytest.Item) -> bool:
+    """True when the test item trains a model: by its notebook's number, or by its code and its fixtures' code."""
+    if item.path.suffix == ".ipynb":
+        return item.path.name >= FIRST_TRAINING_NOTEBOOK
+    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    functions = [getattr(item, "function", None)] + [d.func for defs in definitions.values() for d in defs]
+    return any(training_call(code_of(function)) for function in functions)
+
+
+def training_call(code: str) -> bool:
+    """True when `code` calls training, other than in a command it expects to be refused (exit status 2)."""
+    if "returncode == 2" in code:
+        return False
+    return any(call in line and "== 2" not in line for line in code.splitlines() for call in TRAINING_CALLS)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that trains with `trains` (see TRAINING_CALLS)."""
+    for item in items:
+        if trains(item):
+            item.add_marker(pytest.mark.trains)
+
+
+@pytest.fixture(autouse=True)
+def unmarked_tests_do_not_train(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the fast tier (-m "not trains"), fail a test that trains without being marked, so the tier stays fast."""
+    if "not trains" not in (request.config.getoption("markexpr") or "") or "keras" not in sys.modules:
+        return
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        pytest.fail(f"{request.node.nodeid} trains a model but is not marked `trains`: extend TRAINING_CALLS in "
+                    "tests/conftest.py or mark it")
+
+    monkeypatch.setattr(sys.modules["keras"].Model, "fit", refuse)
 
 
 @pytest.fixture(autouse=True)

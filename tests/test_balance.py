@@ -9,10 +9,12 @@ import pytest
 import tensorflow as tf
 
 from faceattr.balance import (SCORE, BalanceLog, UncertaintyWeightedLoss, balance_weights, head_losses,
-                              prepare_balance, selection_score, task_uncertainty_layer, trivial_errors,
-                              trivial_losses, with_task_uncertainty)
+                              last_shared_layer, prepare_balance, selection_score, task_uncertainty_layer,
+                              trivial_errors, trivial_losses, trunk_gradient_norms, with_task_uncertainty)
 from faceattr.defaults import (ADAM_LEARNING_RATE, RECIPES, REPORT_LOSS_WEIGHTS, check_loss_weights,
                                parse_loss_weights, resolve_recipe)
+from faceattr.errors import SettingsError
+from faceattr.labels import HEAD_NAMES
 from faceattr.model import build_model
 from faceattr.train import build_compiled, compile_model, standard_callbacks
 
@@ -105,6 +107,64 @@ def test_uncertainty_loss_reports_the_plain_loss_but_trains_the_weighted_one():
     log_variance = math.log(1.4)  # starts at log(trivial loss)
     # d/dw [exp(-s) L + s] with s = rate * w
     assert float(gradient) == pytest.approx(layer.rate * (1 - math.exp(-log_variance) * plain), rel=1e-4)
+
+
+def one_batch(image_size: int = 32) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Eight random images with TRAIN's labels."""
+    images = np.random.default_rng(0).uniform(0, 255, (8, image_size, image_size, 3)).astype("float32")
+    return images, {"age": TRAIN["age"].to_numpy("float32"), "gender": TRAIN["gender"].to_numpy("int32"),
+                    "race": TRAIN["race"].to_numpy("int32")}
+
+
+def test_uncertainty_loss_moves_the_model_by_the_learned_weight_alone():
+    keras.utils.set_random_seed(0)
+    model, losses = with_task_uncertainty(build_model(image_size=32, trunk_filters=(4, 8)), head_losses("huber", 100.0),
+                                          {"age": 0.01, "gender": 0.7, "race": 1.4})
+    batch = one_batch()
+    through_the_loss = trunk_gradient_norms(model, [batch], losses, {head: 1.0 for head in HEAD_NAMES})
+    learned = task_uncertainty_layer(model).weights_now()   # exp(-s): 100, 1/0.7, 1/1.4
+    by_the_weight = trunk_gradient_norms(model, [batch], head_losses("huber", 100.0), learned)
+    # d/dtheta [exp(-s) L + s] = exp(-s) dL/dtheta: nothing of the plain loss's own gradient may leak in
+    assert through_the_loss == pytest.approx(by_the_weight, rel=1e-4)
+    objective = losses["race"].objective(batch[1]["race"], model(batch[0])["race"])
+    plain = keras.losses.SparseCategoricalCrossentropy(reduction=None)(batch[1]["race"], model(batch[0])["race"])
+    assert np.allclose(objective, plain / 1.4 + math.log(1.4), rtol=1e-5)
+
+
+def test_trunk_gradient_norms_are_the_slope_of_each_weighted_loss():
+    keras.utils.set_random_seed(1)
+    model = build_model(image_size=32, trunk_filters=(4, 8))
+    layer = last_shared_layer(model)
+    assert layer.name == "conv2"
+    images, targets = one_batch()
+    losses, weights = head_losses("huber", 100.0), {"age": 50.0, "gender": 1.0, "race": 0.5}
+    norms = trunk_gradient_norms(model, [(images, targets)], losses, weights)
+    start = [variable.numpy() for variable in layer.trainable_weights]
+    for head in HEAD_NAMES:
+        def weighted() -> tf.Tensor:
+            return weights[head] * losses[head](targets[head], model(images, training=True)[head])
+
+        with tf.GradientTape() as tape:
+            value = weighted()
+        gradient = tape.gradient(value, layer.trainable_weights)
+        length = math.sqrt(sum(float(tf.reduce_sum(g * g)) for g in gradient))
+        step = 1e-3
+        values = []
+        for sign in (1, -1):   # the loss's slope along its own gradient's direction is the gradient's norm
+            for variable, origin, g in zip(layer.trainable_weights, start, gradient):
+                variable.assign(origin + sign * step * g.numpy() / length)
+            values.append(float(weighted()))
+        for variable, origin in zip(layer.trainable_weights, start):
+            variable.assign(origin)
+        assert (values[0] - values[1]) / (2 * step) == pytest.approx(norms[head], rel=0.05), head
+    halved = trunk_gradient_norms(model, [(images, targets)], losses, {h: w / 2 for h, w in weights.items()})
+    assert halved == pytest.approx({head: norm / 2 for head, norm in norms.items()}, rel=1e-5)
+
+
+def test_the_last_shared_layer_is_the_trunks_last_with_weights():
+    assert last_shared_layer(build_model(image_size=32, trunk_filters=(4, 8), batch_norm=True)).name == "bn2"
+    with pytest.raises(SettingsError, match="no layer named 'shared'"):
+        last_shared_layer(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]))
 
 
 def test_uncertainty_weighting_learns(tmp_path):

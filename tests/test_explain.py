@@ -101,7 +101,7 @@ def test_explain_writes_one_figure_per_face_and_goes_on_after_a_bad_photo(tmp_pa
                  "--out", str(tmp_path / "maps")])
     captured = capsys.readouterr()
     assert code == 0 and "bad.jpg is not a readable image" in captured.err
-    written = sorted((tmp_path / "maps").iterdir())
+    written = sorted(path for path in (tmp_path / "maps").iterdir() if not path.name.startswith("."))  # no manifest
     assert [path.name for path in written] == ["pair_face1_gradcam.png", "pair_face2_gradcam.png"]
     assert captured.out.split() == [str(path) for path in written]
     assert Image.open(written[0]).size[0] > Image.open(written[0]).size[1]  # face + three heads, side by side

@@ -78,7 +78,7 @@ def lab(tmp_path, sample_dir):
 
 
 def test_notebook_06_runs_in_jupyterlab_and_its_upload_widget_shows_the_faces(lab, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
 
     base, root = lab
     not_a_photo = tmp_path / "notes.jpg"
@@ -110,28 +110,27 @@ def drive(page, base: str, not_a_photo: Path) -> None:
     """Open notebook 06, run every cell, upload Grace Hopper, then a file that is not a photo."""
     from playwright.sync_api import expect
 
-    if True:
-        page.goto(f"{base}/lab/tree/notebooks/06_faces_in_the_wild.ipynb?token={TOKEN}")
-        expect(page.locator(".jp-Notebook")).to_be_visible(timeout=60_000)
-        expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1, timeout=60_000)
-        expect(page.locator(".jp-StatusBar-Widget", has_text="faceattr (.venv) | Idle")).to_have_count(
-            1, timeout=60_000)
-        upload = page.locator("button.widget-upload")
-        run_all(page)
-        select = page.locator(".jp-Dialog").get_by_role("button", name="Select", exact=True)
-        for _ in range(240):  # JupyterLab may still ask which kernel to use: accept its choice and run again
-            if upload.count():
-                break
-            if select.count():
-                select.click()
-                run_all(page)
-            page.wait_for_timeout(1000)
-        expect(upload).to_have_count(1)
-        choose(page, upload, cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
-        shown = page.locator(".widget-output")
-        expect(shown.locator("img")).to_have_count(1, timeout=120_000)
-        shown.scroll_into_view_if_needed()
-        choose(page, upload, str(not_a_photo))
-        expect(shown).to_contain_text("notes.jpg is not a readable image", timeout=60_000)
-        expect(shown.locator("img")).to_have_count(0)
-        assert page.locator("[data-mime-type='application/vnd.jupyter.error']").count() == 0
+    page.goto(f"{base}/lab/tree/notebooks/06_faces_in_the_wild.ipynb?token={TOKEN}")
+    expect(page.locator(".jp-Notebook")).to_be_visible(timeout=60_000)
+    expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1, timeout=60_000)
+    expect(page.locator(".jp-StatusBar-Widget", has_text="faceattr (.venv) | Idle")).to_have_count(
+        1, timeout=60_000)
+    upload = page.locator("button.widget-upload")
+    run_all(page)
+    select = page.locator(".jp-Dialog").get_by_role("button", name="Select", exact=True)
+    for _ in range(240):  # JupyterLab may still ask which kernel to use: accept its choice and run again
+        if upload.count():
+            break
+        if select.count():
+            select.click()
+            run_all(page)
+        page.wait_for_timeout(1000)
+    expect(upload).to_have_count(1)
+    choose(page, upload, cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    shown = page.locator(".widget-output")
+    expect(shown.locator("img")).to_have_count(1, timeout=120_000)
+    shown.scroll_into_view_if_needed()
+    choose(page, upload, str(not_a_photo))
+    expect(shown).to_contain_text("notes.jpg is not a readable image", timeout=60_000)
+    expect(shown.locator("img")).to_have_count(0)
+    assert page.locator("[data-mime-type='application/vnd.jupyter.error']").count() == 0

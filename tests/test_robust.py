@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from faceattr import cli, data
-from faceattr.data import scan
+from faceattr.data import read_scan_cache, scan
 from tests.conftest import write_face
 
 PIL_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP", "PPM", "TGA", "ICO", "PCX", "SGI", "IM", "DDS",
@@ -119,11 +119,11 @@ def test_a_decompression_bomb_is_skipped_by_the_scan(tmp_path):
 def test_a_truncated_scan_cache_is_rebuilt(tmp_path, private_cache, capsys):
     folder = faces(tmp_path / "faces")
     first = scan(folder).frame
-    (cache_file,) = (private_cache / "scans").glob("*.pkl")
+    (cache_file,) = (private_cache / "scans").glob("*.json")
     cache_file.write_bytes(cache_file.read_bytes()[:100])
     pd.testing.assert_frame_equal(scan(folder).frame, first)
     assert "damaged" in capsys.readouterr().err
-    pd.testing.assert_frame_equal(pd.read_pickle(cache_file)[0], first)  # rewritten whole
+    pd.testing.assert_frame_equal(read_scan_cache(cache_file, folder.resolve()).frame, first)  # rewritten whole
 
 
 def test_an_unwritable_cache_folder_falls_back_with_a_note(tmp_path, monkeypatch, capsys):
@@ -228,7 +228,7 @@ def test_atomic_write_uses_a_hidden_sibling_with_the_same_suffix_and_the_umask(t
 def test_a_scan_cache_with_foreign_columns_is_rebuilt(tmp_path, private_cache, capsys):
     folder = faces(tmp_path / "faces")
     first = scan(folder)
-    (cache_file,) = (private_cache / "scans").glob("*.pkl")
+    (cache_file,) = (private_cache / "scans").glob("*.json")
     pd.to_pickle((first.frame, first.skipped.rename(columns={"reason": "why"})), cache_file)
     again = scan(folder)
     assert "damaged" in capsys.readouterr().err and list(again.skipped.columns) == ["file", "reason"]
@@ -237,7 +237,7 @@ def test_a_scan_cache_with_foreign_columns_is_rebuilt(tmp_path, private_cache, c
     assert cached.root == folder.resolve()
 
 
-def test_cache_listing_skips_half_made_extractions_and_names_unknown_sources(tmp_path):
+def test_cache_listing_shows_half_made_extractions_as_unfinished_and_names_unknown_sources(tmp_path):
     cache = tmp_path / "cache"
     (cache / "extracted" / "abc.x1.partial").mkdir(parents=True)
     (cache / "extracted" / "abc").mkdir()
@@ -251,7 +251,8 @@ def test_cache_listing_skips_half_made_extractions_and_names_unknown_sources(tmp
     stored = (cache / "decoded" / "k-8px.npy").stat().st_size
     entries = data.cache_entries(cache)
     assert [(e["kind"], e["path"].name, e["bytes"], e["source"]) for e in entries] == [
-        ("extraction", "abc", 5, "?"), ("scan", "one.pkl", 3, ""), ("scan", "two.pkl", 3, ""),
+        ("extraction", "abc", 5, "?"), ("extraction", "abc.x1.partial", 0, "unfinished"),
+        ("scan", "one.pkl", 3, ""), ("scan", "two.pkl", 3, ""),
         ("decoded", "bad-8px.npy", 3, "damaged"), ("decoded", "k-8px.npy", stored, "2 images at 8 px")]
     with data.locked(cache / "decoded" / "k-8px.npy.lock"):  # being written by another process
         assert data.clear_cache(cache) == (14, [cache / "decoded" / "k-8px.npy"])

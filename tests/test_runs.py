@@ -199,14 +199,14 @@ def test_writing_refuses_a_file_a_run_and_a_busy_folder_and_overwrite_clears_onl
         with RunFolder(tmp_path / "plain").writing():
             pass
     run = fake_run(tmp_path / "run", tmp_path)
-    run.figures.mkdir()
-    (run.figures / "old.png").write_bytes(b"png")
+    run.write(run.figures / "old.png", lambda temporary: temporary.write_bytes(b"png"))  # the kit's own figure
     (run.root / "mine.txt").write_text("keep")
     with pytest.raises(RunDirError, match="already holds a run \\(config.json\\)"):
         with run.writing():
             pass
     with run.writing(overwrite=True):
-        assert sorted(path.name for path in run.root.iterdir()) == [".faceattr.lock", "mine.txt"]
+        assert sorted(path.name for path in run.root.iterdir()) == [".faceattr-manifest.lock", ".faceattr.lock",
+                                                                    "mine.txt"]
         with pytest.raises(RunDirError, match="another process is writing"):  # a second writer, meanwhile
             with RunFolder(run.root).writing(overwrite=True):
                 pass

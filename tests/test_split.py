@@ -16,6 +16,15 @@ def label_frame(count: int, seed: int = 0) -> pd.DataFrame:
     return build_frame(rows, Path("/nowhere"))
 
 
+def test_build_frame_sorts_its_rows_by_file():
+    rows = [{"file": file, "age": age, "gender": 0, "race": 1}
+            for file, age in (("b/30_0_1_2.jpg", 30), ("40_0_1_9.jpg", 40), ("a/50_0_1_1.jpg", 50))]
+    frame = build_frame(rows, Path("/data"))
+    assert frame["file"].tolist() == ["40_0_1_9.jpg", "a/50_0_1_1.jpg", "b/30_0_1_2.jpg"]
+    assert frame["age"].tolist() == [40, 50, 30] and frame.index.tolist() == [0, 1, 2]
+    assert frame["path"].tolist() == [str(Path("/data", file)) for file in frame["file"]]
+
+
 def test_split_sizes_are_70_15_15():
     counts = split_frame(label_frame(2000))["split"].value_counts()
     assert counts.to_dict() == {"train": 1400, "validation": 300, "test": 300}

@@ -49,11 +49,15 @@ def test_a_second_use_reads_the_store_without_decoding(paths, monkeypatch, priva
     assert list((private_cache / "decoded").glob("*.npy")) == [store.store_path(paths, SIZE)]
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "other shape"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "other shape", "zeroed pixels"])
 def test_a_damaged_store_is_decoded_again(paths, monkeypatch, capsys, damage):
     expected = np.array(store.decoded_images(paths, SIZE))
     target = store.store_path(paths, SIZE)
-    if damage == "garbage":
+    if damage == "zeroed pixels":  # the header is intact, the pages read zero: the store would train at chance
+        with open(target, "r+b") as stream:
+            stream.seek(np.load(target, mmap_mode="r").offset)
+            stream.write(bytes(expected.nbytes))
+    elif damage == "garbage":
         target.write_bytes(b"not a numpy file at all")
     elif damage == "truncated":
         target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
@@ -121,3 +125,38 @@ def test_make_dataset_gives_the_same_batches_from_the_store_as_decoding(sample_d
     for (images, targets), (images_again, targets_again) in zip(stored, decoding):
         assert np.array_equal(images.numpy(), images_again.numpy())
         assert all(np.array_equal(targets[head].numpy(), targets_again[head].numpy()) for head in targets)
+
+
+def test_the_stores_disk_space_is_reserved_before_any_pixel_is_written(paths, monkeypatch):
+    original, allocated = store.decode_into, []
+
+    def checked(target, paths, image_size):
+        """Where the pixels are about to be written: how much of the file is on disk already?"""
+        allocated.append((os.stat(target.filename).st_blocks * 512, target.offset + target.nbytes))
+        return original(target, paths, image_size)
+
+    monkeypatch.setattr(store, "decode_into", checked)
+    store.decoded_images(paths, SIZE)
+    ((on_disk, needed),) = allocated
+    assert on_disk >= needed  # a full disk fails here, as an OSError, never as SIGBUS on a page write later
+
+
+def test_a_full_disk_while_reserving_the_store_falls_back_to_memory_and_leaves_nothing(paths, monkeypatch, capsys,
+                                                                                         private_cache):
+    def full(descriptor, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    pixels = store.decoded_images(paths, SIZE)
+    assert np.array_equal(pixels[0], decode_image(paths[0], SIZE).numpy())
+    assert "No space left on device" in capsys.readouterr().err
+    assert not [path for path in (private_cache / "decoded").iterdir() if path.suffix == ".npy"]
+
+
+def test_a_killed_writers_temporary_store_is_removed_when_the_store_is_built(paths, private_cache):
+    target = store.store_path(paths, SIZE)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    orphan = target.parent / f".{target.stem}.k1ll3d00.npy"  # atomic_write's name for it; its writer was killed
+    orphan.write_bytes(bytes(4096))
+    store.decoded_images(paths, SIZE)
+    assert not orphan.exists() and target.exists()

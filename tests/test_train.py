@@ -87,7 +87,7 @@ def test_epochs_below_one_is_an_error(tiny_split, tmp_path):
 
 
 def test_run_dir_that_holds_a_run_is_refused_unless_overwrite(tmp_path):
-    (tmp_path / "model.keras").write_bytes(b"x")
+    RunFolder(tmp_path).write(RunFolder(tmp_path).model, lambda temporary: temporary.write_bytes(b"x"))  # the kit's
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(RunDirError, match="--overwrite"):
         with RunFolder(tmp_path).writing():

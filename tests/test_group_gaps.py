@@ -1,0 +1,98 @@
+"""The one rule for "is this gap real": a permutation test over group labels, read alike by 05, 09 and the card."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from faceattr.card import MIN_RANKED_GROUP, model_card
+from faceattr.evaluate import (GAP_ALPHA, gap_reading, gap_tests, group_gap_test, group_table, shuffled_gaps,
+                               summary_metrics)
+from faceattr.labels import GENDER_NAMES, RACE_NAMES
+
+
+def predictions(error_rate_by_race: dict[str, float], per_group: int = 60, seed: int = 0) -> pd.DataFrame:
+    """Predictions for every race x gender group whose race head errs at the given rate per race (independently
+    of everything else), and whose age and gender heads err alike in every group."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for race_code, race in enumerate(RACE_NAMES):
+        for gender_code, gender in enumerate(GENDER_NAMES):
+            for _ in range(per_group):
+                race_wrong = rng.random() < error_rate_by_race.get(race, 0.2)
+                rows.append({"file": "x", "age": 30.0, "gender": gender_code, "race": race_code,
+                             "pred_age": 30.0 + rng.normal(0, 5),
+                             "pred_gender": gender_code if rng.random() < 0.85 else 1 - gender_code,
+                             "pred_race": (race_code + 1) % len(RACE_NAMES) if race_wrong else race_code,
+                             "race_name": race, "gender_name": gender})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_errors_independent_of_group_read_cannot_show(seed):
+    frame = predictions({}, seed=seed)
+    for head in ("race", "gender", "age"):
+        test = group_gap_test(frame, head, "race_name")
+        assert test.gap > 0, "the largest minus the smallest of noisy group scores is never 0"
+        assert not test.depends and "cannot show" in gap_reading(test), (head, test)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_planted_group_dependent_error_rate_reads_depends(seed):
+    frame = predictions({"asian": 0.5}, seed=seed)
+    test = group_gap_test(frame, "race", "race_name")
+    assert test.worst == "asian" and test.depends and test.p_value < GAP_ALPHA
+    assert "the race head's errors depend on race" in gap_reading(test)
+    assert not group_gap_test(frame, "gender", "race_name").depends   # only the race head was planted
+
+
+def test_the_gap_and_its_groups_are_computed_by_hand():
+    frame = predictions({"asian": 0.5}, per_group=30)
+    test = group_gap_test(frame, "race", ["race_name", "gender_name"])
+    accuracy = frame.assign(hit=frame["race"] == frame["pred_race"]).groupby(["race_name", "gender_name"])["hit"].mean()
+    assert test.gap == pytest.approx(accuracy.max() - accuracy.min())
+    assert test.best == " ".join(accuracy.idxmax()) and test.worst == " ".join(accuracy.idxmin())
+    assert test.groups == "race x gender" and test.ranked == 10
+    ages = group_gap_test(frame, "age", "race_name")
+    mae = (frame["pred_age"] - frame["age"]).abs().groupby(frame["race_name"]).mean()
+    assert ages.best == mae.idxmin() and ages.worst_score == pytest.approx(mae.max())
+
+
+def test_groups_too_small_are_left_out_and_equal_scores_give_p_one():
+    frame = predictions({}, per_group=MIN_RANKED_GROUP)
+    small = frame[~((frame["race_name"] == "others") & (frame.index % 2 == 0))]   # others: half their rows
+    assert group_gap_test(small, "race", "race_name").ranked == len(RACE_NAMES)   # others has 20 (2 x 10) left
+    tiny = small[small["race_name"].isin(["white", "others"]) & (small["gender_name"] == "male")]
+    assert group_gap_test(tiny, "race", ["race_name", "gender_name"]) is None       # only white male has 20
+    same = frame.assign(pred_race=frame["race"])   # every face right: every shuffle gives the same gap, 0
+    assert group_gap_test(same, "race", "race_name").p_value == 1.0
+
+
+def test_shuffles_are_seeded_and_keep_the_group_sizes():
+    scores, codes = np.r_[np.ones(30), np.zeros(30)], np.repeat([0, 1, 2], 20)
+    assert np.array_equal(shuffled_gaps(scores, codes, 50, seed=3), shuffled_gaps(scores, codes, 50, seed=3))
+    assert not np.array_equal(shuffled_gaps(scores, codes, 50, seed=3), shuffled_gaps(scores, codes, 50, seed=4))
+    assert shuffled_gaps(scores, codes, 200).max() <= 1.0
+
+
+def test_the_card_reads_the_same_test_as_the_notebooks():
+    frame = predictions({"asian": 0.5}, per_group=30)
+    metrics = {"data": "/d/UTKFace", "synthetic": False, "test": summary_metrics(frame),
+               "by_group": group_table(frame).to_dict("records"), "group_gaps": gap_tests(frame)}
+    card = model_card({"arch": "default"}, metrics, "r")
+    race = group_gap_test(frame, "race", ["race_name", "gender_name"])
+    assert f"a gap of {race.gap:.2f}; {gap_reading(race)}." in card
+    assert "overlap" not in card
+    older = model_card({"arch": "default"}, {k: v for k, v in metrics.items() if k != "group_gaps"}, "r")
+    assert "rerun `faceattr evaluate`" in older
+
+
+def test_notebooks_05_and_09_read_the_shared_test_and_never_an_interval_overlap():
+    import nbformat
+
+    from faceattr.notebook import notebook_dir
+
+    for name in ("05_evaluate", "09_fairness"):
+        notebook = nbformat.read(notebook_dir() / f"{name}.ipynb", as_version=4)
+        code = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
+        assert "group_gap_test" in code and "gap_reading" in code, name
+        assert "overlap" not in code, f"{name} reads something from whether two intervals overlap"
