@@ -83,8 +83,8 @@ def model_lines(config: dict) -> list[str]:
              f"- Settings: {settings}."]
     if isinstance(config.get("loss_weights"), dict):
         learned = config.get("loss_weights_learned")
-        lines.append(f"- Loss weights ({config.get('loss_balance', 'fixed')}): {weights_text(config['loss_weights'])} at "
-                     "the start" + (f"; learned, at the kept epoch: {weights_text(learned)}." if learned else "."))
+        lines.append(f"- Loss weights ({config.get('loss_balance', 'fixed')}): {weights_text(config['loss_weights'])}"
+                     " at the start" + (f"; learned, at the kept epoch: {weights_text(learned)}." if learned else "."))
     return lines
 
 

@@ -222,15 +222,16 @@ def model_outputs(model: keras.Model) -> tuple[dict[str, keras.KerasTensor], lis
     names = ", ".join(outputs) or "none"
     for head in HEAD_NAMES:
         if head not in outputs:
-            problems.append(f"no {head} head: the outputs are {names}; the kit needs three, named age, gender and race: "
-                            f"{keras_model} in {HEADS_CELL}")
+            problems.append(f"no {head} head: the outputs are {names}; the kit needs three, named age, gender and "
+                            f"race: {keras_model} in {HEADS_CELL}")
     for name, tensor in outputs.items():
         if name not in HEAD_NAMES:
-            problems.append(f"output \"{name}\" is not one of the kit's heads (age, gender, race): rename it or leave it "
-                            f"out of {keras_model} in {HEADS_CELL}")
+            problems.append(f"output \"{name}\" is not one of the kit's heads (age, gender, race): rename it or leave "
+                            f"it out of {keras_model} in {HEADS_CELL}")
         elif producer(tensor).name != name:
-            problems.append(f"the {name} head's last layer is named \"{producer(tensor).name}\"; the kit finds it by the "
-                            f"name \"{name}\" (get_layer, val_{name}_... metrics): name it \"{name}\" in {HEADS_CELL}")
+            problems.append(f"the {name} head's last layer is named \"{producer(tensor).name}\"; the kit finds it by "
+                            f"the name \"{name}\" (get_layer, val_{name}_... metrics): name it \"{name}\" in "
+                            f"{HEADS_CELL}")
     return {name: tensor for name, tensor in outputs.items() if name in HEAD_NAMES}, problems
 
 
@@ -288,7 +289,8 @@ def head_problems(name: str, tensor: keras.KerasTensor, age_scale: float) -> lis
         if reach is not None and reach < AGE_REACH * age_scale:
             problems.append(f"the age head's largest possible output is {reach:.3g} (its layer \"{bounded_by.name}\" "
                             f"ends in a {activation_name(bounded_by)}); training ages go up to {age_scale:g} years: "
-                            f"scale it to years, e.g. `layers.Rescaling(age_scale, name=\"age_years\")`, in {HEADS_CELL}")
+                            "scale it to years, e.g. `layers.Rescaling(age_scale, name=\"age_years\")`, in "
+                            f"{HEADS_CELL}")
     return problems
 
 
@@ -333,7 +335,8 @@ def matching_arch(model: keras.Model, age_scale: float) -> str | None:
                  if layer_settings(make_model(arch, size, age_scale)) == settings), None)
 
 
-def comparison_problem(model: keras.Model, age_scale: float, image_size: int, parameter: str = "image_size") -> str | None:
+def comparison_problem(model: keras.Model, age_scale: float, image_size: int,
+                       parameter: str = "image_size") -> str | None:
     """Why a later notebook cannot train notebook 03's `model` beside its own models at `image_size` (set by its
     `parameter`), and how to include it; None when it can."""
     size = model.inputs[0].shape[1] if len(model.inputs) == 1 else None
@@ -343,5 +346,6 @@ def comparison_problem(model: keras.Model, age_scale: float, image_size: int, pa
     problems = model_problems(model, age_scale, image_size)
     if problems:
         return (f"'{model.name}' (notebook 03) is left out: it does not fit the kit ({problems[0]}"
-                + (f"; and {len(problems) - 1} more" if len(problems) > 1 else "") + "). Fix it in notebook 03 and rerun it.")
+                + (f"; and {len(problems) - 1} more" if len(problems) > 1 else "")
+                + "). Fix it in notebook 03 and rerun it.")
     return None
