@@ -193,6 +193,33 @@ def trunk_gradient_norms(model: keras.Model, batches: list, losses: dict[str, ke
     return {head: float(np.mean(values)) for head, values in norms.items()}
 
 
+def parameter_counts(model: keras.Model) -> dict[str, int]:
+    """The network's parameters, and apart from them the learned loss weights (one per head under "uncertainty"),
+    so that every notebook counts a model the same way."""
+    uncertainty = task_uncertainty_layer(model)
+    learned = uncertainty.count_params() if uncertainty is not None else 0
+    return {"network": model.count_params() - learned, "learned_loss_weights": learned}
+
+
+def loss_weights_now(model: keras.Model, loss_weights: dict[str, float] | None = None) -> dict[str, float]:
+    """The weight each head's loss gets now: its weight in `compile` (`loss_weights`, else the compiled model's),
+    times exp(-s) when the model learns its weights (so "uncertainty" starts at the normalised weights, not at 1)."""
+    compiled = loss_weights or model.get_compile_config()["loss_weights"] or {head: 1.0 for head in HEAD_NAMES}
+    uncertainty = task_uncertainty_layer(model)
+    learned = uncertainty.weights_now() if uncertainty is not None else {head: 1.0 for head in HEAD_NAMES}
+    return {head: float(compiled[head]) * learned[head] for head in HEAD_NAMES}
+
+
+def kept_loss_weights(history: pd.DataFrame) -> dict[str, float] | None:
+    """The learned loss weights at the kept epoch (the lowest val_score), from the history that `BalanceLog`
+    wrote; None when the weights were not learned."""
+    columns = [f"{head}_weight" for head in HEAD_NAMES]
+    if history.empty or SCORE not in history or not set(columns) <= set(history):
+        return None
+    kept = history.loc[history[SCORE].idxmin()]
+    return {head: float(kept[f"{head}_weight"]) for head in HEAD_NAMES}
+
+
 def selection_score(logs: dict[str, float], reference_errors: dict[str, float], prefix: str = "val_") -> float:
     """Mean over heads of error / trivial error, from Keras logs (see SCORE_DEFINITION)."""
     relative = [logs[f"{prefix}age_mae"] / reference_errors["age"]]

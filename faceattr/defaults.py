@@ -3,6 +3,8 @@ place (the CLI checks before importing TF)."""
 
 from __future__ import annotations
 
+import re
+
 from faceattr.errors import SettingsError
 from faceattr.labels import HEAD_NAMES
 
@@ -51,6 +53,36 @@ RECIPES: dict[str, dict] = {
                   "loss_balance": "normalised", "loss_weights": None, "learning_rate": ADAM_LEARNING_RATE},
 }
 ARCH_NAMES: tuple[str, ...] = tuple(RECIPES)
+
+
+# A quick first pass (`quick = True` in notebooks 04, 07, 08 and 09; `faceattr run -p quick True`): every epoch
+# count is cut to at most QUICK_BUDGETS["epochs"], 09's seeds and resamples likewise, so the whole sequence runs in a
+# fraction of its time and every lesson still prints its tables and figures (their numbers mean little then). 08's
+# two small models keep 3 epochs: after 1, the planted model had learnt the square on the sample in one run (93%
+# recall) and not at all in another (0%).
+QUICK_BUDGETS = {"epochs": 1, "shortcut_epochs": 3, "seeds": 2, "resamples": 100}
+
+
+def quick_budget(count: int, quick: bool, kind: str = "epochs") -> int:
+    """`count`, or at most QUICK_BUDGETS[kind] for a quick pass (the same when applied twice, as a rerun cell does)."""
+    return min(count, QUICK_BUDGETS[kind]) if quick else count
+
+
+# A student's model (notebook 03's `model_name`) is named like a folder, since notebook 07 trains it into one, and
+# unlike any architecture above, since notebook 07 compares it with them by name.
+MODEL_NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_-]{0,39}"
+DEFAULT_MODEL_NAME = "yours"
+
+
+def check_model_name(name: str) -> str:
+    """Return `name` if it can name a student's model, else raise an error that says what can."""
+    if not isinstance(name, str) or not re.fullmatch(MODEL_NAME_PATTERN, name):
+        raise SettingsError(f"model_name {name!r} must start with a letter and hold only letters, digits, _ or - "
+                            f"(at most 40); {DEFAULT_MODEL_NAME!r} is the default.")
+    if name in ARCH_NAMES:
+        raise SettingsError(f"model_name {name!r} is one of the kit's architectures, which notebook 07 compares yours "
+                            f"with; choose another name, e.g. {DEFAULT_MODEL_NAME!r}.")
+    return name
 
 
 def check_choice(kind: str, value: str, choices: tuple[str, ...]) -> str:

@@ -39,3 +39,15 @@ class DiskFullError(FaceattrError, OSError):
     def __str__(self) -> str:
         """The one-line message, not OSError's "[Errno 28] ..." form."""
         return str(self.args[0]) if self.args else ""
+
+
+class ModelContractError(FaceattrError, ValueError):
+    """A model (a student's edit of notebook 03) that the kit cannot train: one line per problem."""
+
+    def __init__(self, header: str, problems: list[str]):
+        super().__init__("\n".join([header, *(f"- {problem}" for problem in problems)]))
+        self.problems = list(problems)
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows instead of a traceback: the error's name and its lines, not the kit's internals."""
+        return [f"{type(self).__name__}: {self}"]

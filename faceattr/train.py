@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from faceattr import import_tensorflow
-from faceattr.balance import (SCORE, SCORE_DEFINITION, BalanceLog, head_losses, prepare_balance, trivial_errors,
-                              trivial_losses)
+from faceattr.balance import (SCORE, SCORE_DEFINITION, BalanceLog, head_losses, kept_loss_weights, loss_weights_now,
+                              parameter_counts, prepare_balance, trivial_errors, trivial_losses)
 from faceattr.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, DEFAULT_PRECISION, DEFAULT_SEED,
                                PRECISION_VARIABLE, PRECISIONS, check_choice, check_settings, resolve_recipe)
 from faceattr.errors import SettingsError
@@ -160,6 +160,19 @@ def standard_callbacks(run_dir: str | Path, reference_errors: dict[str, float], 
     return callbacks
 
 
+def notebook_progress() -> str:
+    """How training in a notebook shows its progress: "bar" (Keras's progress bar, moving inside each epoch) when
+    a person watches, "lines" (one line per epoch) when it runs unattended (papermill, nbconvert, nbval) or
+    outside Jupyter. A front end that answers `input()` (JupyterLab, VS Code, Colab) has a person behind it; the
+    unattended runners (nbclient) refuse input."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return "lines"
+    kernel = getattr(get_ipython(), "kernel", None)
+    return "bar" if getattr(kernel, "_allow_stdin", False) else "lines"
+
+
 def prebuild(model: keras.Model, data: tf.data.Dataset | tuple) -> keras.Model:
     """Create the model's metric, loss and optimizer state before `fit`, from the shapes of `data` (a dataset of
     batches, or the (images, targets) arrays that `fit` will get).
@@ -271,6 +284,7 @@ def train_run(data: str | Path, run_dir: str | Path, arch: str = "default", num_
         keras.utils.set_random_seed(seed)
         with strategy.scope():
             model = build_compiled(recipe, train, age_scale)
+        config.update(model_name=model.name, parameters=parameter_counts(model), loss_weights=loss_weights_now(model))
         datasets = split_datasets(split, recipe["image_size"], batch_size, seed, augment, balance,
                                   strategy.num_replicas_in_sync)
         started = time.perf_counter()
@@ -278,5 +292,6 @@ def train_run(data: str | Path, run_dir: str | Path, arch: str = "default", num_
                       patience, progress)
         config["train_seconds"] = round(time.perf_counter() - started, 2)
         config["epochs_run"] = len(history)
+        config["loss_weights_learned"] = kept_loss_weights(history)
         run.write_config(config)
         return evaluate_run(run.root)

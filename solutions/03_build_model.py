@@ -24,7 +24,7 @@ def _notebook_model(image_size: int, age_scale: float, momentum: float | None = 
     import keras
     from keras import layers
 
-    from faceattr.defaults import DEFAULT_TRUNK
+    from faceattr.defaults import DEFAULT_MODEL_NAME, DEFAULT_TRUNK
     from faceattr.model import age_output, head
 
     inputs = keras.Input(shape=(image_size, image_size, 3), name="face")
@@ -38,7 +38,7 @@ def _notebook_model(image_size: int, age_scale: float, momentum: float | None = 
     shared = layers.GlobalMaxPooling2D(name="shared")(x)
     outputs = {"age": age_output(shared, "expectation", age_scale), "gender": head(shared, 2, "gender", "softmax"),
                "race": head(shared, 5, "race", "softmax")}
-    return keras.Model(inputs, outputs, name="faceattr")
+    return keras.Model(inputs, outputs, name=DEFAULT_MODEL_NAME)
 
 
 def _datasets(data_dir: str, image_size: int = TOKEN_IMAGE_SIZE) -> dict:
@@ -82,7 +82,7 @@ def exercise_1(data_dir: str, work_dir: Path) -> dict:
     import keras
     from keras import layers
 
-    from faceattr.defaults import DEFAULT_TRUNK
+    from faceattr.defaults import DEFAULT_MODEL_NAME, DEFAULT_TRUNK
     from faceattr.model import build_model
 
     age_scale = _age_scale(data_dir)
