@@ -15,7 +15,8 @@ from typing import Any
 from faceattr import stderr_to
 from faceattr.defaults import (ARCH_NAMES, DEFAULT_SEED, GROUP_BALANCES, LOSS_BALANCES, check_at_least,
                                check_batch_size, check_choice, check_epochs, check_image_size, check_learning_rate,
-                               check_min_confidence, check_min_face_size, check_seed, check_trunk)
+                               check_min_confidence, check_min_face_size, check_model_name, check_seed,
+                               check_trunk)
 from faceattr.errors import SequenceError, SettingsError
 from faceattr.labels import RACE_NAMES
 from faceattr.data import PROJECT_ROOT, data_in_use, data_location, is_sample
@@ -129,6 +130,7 @@ def set_by_out(run_dir: str) -> str:
 PARAMETER_RULES: dict[str, Callable[[Any], Any]] = {
     "data_dir": check_data_dir,
     "run_dir": set_by_out,
+    "model_name": check_model_name,
     "seed": check_seed,
     "image_size": check_image_size,
     "trunk_filters": each(partial(check_at_least, "trunk filters")),  # and against image_size: typed_parameters

@@ -60,6 +60,8 @@ def test_notebook_defaults_are_the_package_defaults():
     (["-p", "image_size", "10000"], "image size 10000 is outside 32..512"),
     (["-p", "num_epochs", "-1"], "epochs=-1 must be at least 1"),
     (["-p", "study_seeds", "[0,'x']"], "'study_seeds' element 1 ('x') must be of type int"),
+    (["-p", "model_name", "2fast"], "model_name '2fast' must start with a letter"),
+    (["-p", "quick", "sometimes"], "'quick' must be of type bool"),
     (["-p", "study_seeds", "[0, -3]"], "element 1 (-3): seed -3 must lie in 0..4294967295"),
     (["-p", "trunk_filters", "[]"], "'trunk_filters' (-p trunk_filters []): the list is empty"),
     (["-p", "trunk_filters", "[8]", "-p", "image_size", "24"], "image size 24 is outside 32..512"),
