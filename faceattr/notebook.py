@@ -105,15 +105,37 @@ def typed_parameters(overrides: dict[str, str], notebooks: list[Path]) -> dict[s
 
 
 KERNEL_LOG = "kernel-stderr.log"  # the kernels' start-up chatter, in OUT_DIR/notebooks
+EXTENSION_TAG = "extension"  # the tag on every cell outside the 90-minute core path
+PATHS = ("all", "core")  # `faceattr run --path`: every cell, or the cells not tagged EXTENSION_TAG
+
+
+def check_path(path_name: str) -> str:
+    """Return PATH_NAME if it names a path through the lessons, else raise naming the choices."""
+    if path_name not in PATHS:
+        raise SequenceError(f"unknown path {path_name!r}; choose one of: {', '.join(PATHS)}.")
+    return path_name
+
+
+def path_cells(notebook_file: Path, path_name: str) -> dict | None:
+    """The notebook (an nbformat node) cut to its cells on PATH_NAME, or None when no code cell is left."""
+    import nbformat
+
+    notebook = nbformat.read(notebook_file, as_version=4)
+    if path_name == "core":
+        notebook.cells = [cell for cell in notebook.cells
+                          if EXTENSION_TAG not in cell.get("metadata", {}).get("tags", [])]
+    return notebook if any(cell.cell_type == "code" for cell in notebook.cells) else None
 
 
 def run_sequence(out_dir: str | Path, data: str = "auto", overrides: dict[str, str] | None = None,
-                 report=print) -> list[Path]:
-    """Execute every lesson notebook with papermill into OUT_DIR/notebooks; return their paths.
+                 report=print, path_name: str = "all") -> list[Path]:
+    """Execute every lesson notebook (only its cells on PATH_NAME, see PATHS) with papermill into OUT_DIR/notebooks;
+    return their paths.
 
     OUT_DIR is refused when it is inside the data, or holds a file under one of the kit's names that the kit did not
     write. Its lock is held throughout and lent to the notebooks' kernels, so a `faceattr train` into it meanwhile is
     refused (and the other way round); a shared lock keeps `faceattr cache --clear` off the data's extraction."""
+    check_path(path_name)
     notebooks = lesson_notebooks()
     values = typed_parameters(overrides or {}, notebooks)
     data = str(values.pop("data_dir", data))
@@ -126,21 +148,26 @@ def run_sequence(out_dir: str | Path, data: str = "auto", overrides: dict[str, s
     with run.writing(replacing=[]), run.lock_lent_to_children(), data_in_use(data_path), full_disk_as_error(out):
         run.refuse_foreign([*run.named_files(), *outputs])
         try:
-            return execute_notebooks(notebooks, values, data, out, report)
+            return execute_notebooks(notebooks, values, data, out, report, path_name)
         finally:
             run.manifest.record(*(path for path in outputs if path.exists()))
 
 
 def execute_notebooks(notebooks: list[Path], values: dict[str, object], data: str, out: Path,
-                      report=print) -> list[Path]:
+                      report=print, path_name: str = "all") -> list[Path]:
     """Execute `notebooks` in order with papermill into OUT/notebooks, each given those of `values` it takes (and
-    its run_dir and data_dir); return the executed copies' paths."""
+    its run_dir and data_dir), each cut to its cells on PATH_NAME (one with no code there is skipped); return the
+    executed copies' paths."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
     written = []
     for path in notebooks:
+        cells = path_cells(path, path_name)
+        if cells is None:
+            report(f"{path.name:32s} skipped (not on the {path_name} path)")
+            continue
         accepted = notebook_parameters(path)
         parameters = {name: value for name, value in values.items() if name in accepted}
         parameters.update({name: value for name, value in (("run_dir", str(out)), ("data_dir", data))
@@ -149,7 +176,7 @@ def execute_notebooks(notebooks: list[Path], values: dict[str, object], data: st
         started = time.perf_counter()
         try:
             with stderr_to(str(out / "notebooks" / KERNEL_LOG)):  # kernel start-up chatter
-                papermill.execute_notebook(str(path), str(target), parameters=parameters, cwd=str(out),
+                papermill.execute_notebook(cells, str(target), parameters=parameters, cwd=str(out),
                                            kernel_name="python3", progress_bar=False)
         except PapermillExecutionError as error:
             raise SequenceError(f"{path.name} failed in cell {error.exec_count} ({error.ename}: {error.evalue}); "

@@ -1,0 +1,99 @@
+"""The 90-minute core path: the cells not tagged `extension` run alone, and need nothing an extension defines."""
+
+import ast
+import builtins
+
+import nbformat
+import pytest
+
+from faceattr.cli import main
+from faceattr.notebook import EXTENSION_TAG, lesson_notebooks
+
+CHEAP = ["-p", "image_size", "32", "-p", "num_epochs", "1", "-p", "batch_size", "32", "-p", "trunk_filters",
+         "[8, 16, 32]"]
+
+
+def is_extension(cell: dict) -> bool:
+    """True when the cell is tagged as outside the core path."""
+    return EXTENSION_TAG in cell.get("metadata", {}).get("tags", [])
+
+
+def names(source: str) -> tuple[set[str], set[str]]:
+    """The names a code cell binds and the names it reads (IPython magics and shell lines left out)."""
+    code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
+    bound, read = set(), set()
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Name):
+            (bound if isinstance(node.ctx, (ast.Store, ast.Del)) else read).add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+    return bound, read
+
+
+def core_reads_of_extension_names(notebook: nbformat.NotebookNode) -> list[tuple[int, str]]:
+    """(cell index, name) for each core code cell that reads a name bound only by an earlier extension cell."""
+    core, extension, found = set(dir(builtins)), set(), []
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type != "code":
+            continue
+        bound, read = names(cell.source)
+        if is_extension(cell):
+            extension |= bound
+            continue
+        core |= bound
+        found += [(index, name) for name in sorted(read & extension - core)]
+    return found
+
+
+def test_the_core_path_is_marked_in_tags_and_headings():
+    for path in lesson_notebooks():
+        notebook = nbformat.read(path, as_version=4)
+        tagged = [cell for cell in notebook.cells if is_extension(cell)]
+        if len(tagged) == len(notebook.cells):  # a whole notebook outside the core path says so in its title
+            assert notebook.cells[0].source.startswith("# Extension: "), path.name
+            continue
+        parameters = next(cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", []))
+        assert not is_extension(parameters), path.name
+        for index, cell in enumerate(notebook.cells):  # each extension section opens with its heading
+            if is_extension(cell) and (index == 0 or not is_extension(notebook.cells[index - 1])):
+                assert cell.source.startswith(("## Extension: ", "### Extension: ")), (path.name, index)
+    core = [path.name[:2] for path in lesson_notebooks()
+            if not all(is_extension(cell) for cell in nbformat.read(path, as_version=4).cells)]
+    assert core == ["01", "02", "03", "04", "05", "06"]
+
+
+def test_no_core_cell_reads_a_name_only_an_extension_cell_defines():
+    for path in lesson_notebooks():
+        assert core_reads_of_extension_names(nbformat.read(path, as_version=4)) == [], path.name
+
+
+def test_the_static_check_finds_a_core_cell_that_needs_an_extension():
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"),
+                                               nbformat.v4.new_code_cell("y = x + 1", metadata={"tags": ["extension"]}),
+                                               nbformat.v4.new_code_cell("print(y, [z for z in range(x)])")])
+    assert core_reads_of_extension_names(notebook) == [(2, "y")]
+
+
+def test_an_unknown_path_is_one_line_naming_the_choices(tmp_path, capsys):
+    assert main(["run", "--path", "short", "--out", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "unknown path 'short'" in error and "all, core" in error and len(error.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.trains
+def test_the_core_path_runs_alone_and_leaves_the_extensions_out(sample_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "--path", "core", "--data", str(sample_dir), "--out", str(out), *CHEAP]) == 0
+    report = capsys.readouterr().out
+    executed = sorted(path.name[:2] for path in (out / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert executed == ["01", "02", "03", "04", "05", "06"]
+    assert "07_experiments.ipynb" in report and "skipped" in report
+    assert (out / "figures" / "prediction_grid.png").exists()
+    for name in executed:
+        notebook = nbformat.read(next((out / "notebooks").glob(f"{name}_*.ipynb")), as_version=4)
+        assert not any(is_extension(cell) for cell in notebook.cells), name
