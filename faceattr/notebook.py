@@ -13,6 +13,7 @@ from faceattr.defaults import DEFAULT_SEED
 from faceattr.errors import SequenceError
 from faceattr.data import PROJECT_ROOT, data_in_use, data_location, is_sample
 from faceattr.files import full_disk_as_error
+from faceattr.paths import check_path, path_cells
 from faceattr.runs import RunFolder
 
 
@@ -105,28 +106,6 @@ def typed_parameters(overrides: dict[str, str], notebooks: list[Path]) -> dict[s
 
 
 KERNEL_LOG = "kernel-stderr.log"  # the kernels' start-up chatter, in OUT_DIR/notebooks
-EXTENSION_TAG = "extension"  # the tag on every cell outside the 90-minute core path
-PATHS = ("all", "core")  # `faceattr run --path`: every cell, or the cells not tagged EXTENSION_TAG
-
-
-def check_path(path_name: str) -> str:
-    """Return PATH_NAME if it names a path through the lessons, else raise naming the choices."""
-    if path_name not in PATHS:
-        raise SequenceError(f"unknown path {path_name!r}; choose one of: {', '.join(PATHS)}.")
-    return path_name
-
-
-def path_cells(notebook_file: Path, path_name: str) -> dict | None:
-    """The notebook (an nbformat node) cut to its cells on PATH_NAME, or None when no code cell is left."""
-    import nbformat
-
-    notebook = nbformat.read(notebook_file, as_version=4)
-    if path_name == "core":
-        notebook.cells = [cell for cell in notebook.cells
-                          if EXTENSION_TAG not in cell.get("metadata", {}).get("tags", [])]
-    return notebook if any(cell.cell_type == "code" for cell in notebook.cells) else None
-
-
 def run_sequence(out_dir: str | Path, data: str = "auto", overrides: dict[str, str] | None = None,
                  report=print, path_name: str = "all") -> list[Path]:
     """Execute every lesson notebook (only its cells on PATH_NAME, see PATHS) with papermill into OUT_DIR/notebooks;

@@ -1,52 +1,15 @@
 """The 90-minute core path: the cells not tagged `extension` run alone, and need nothing an extension defines."""
 
-import ast
-import builtins
-
 import nbformat
 import pytest
 
 from faceattr.cli import main
-from faceattr.notebook import EXTENSION_TAG, lesson_notebooks
+from faceattr.errors import SequenceError
+from faceattr.notebook import lesson_notebooks
+from faceattr.paths import extension_reads, is_extension, path_cells
 
 CHEAP = ["-p", "image_size", "32", "-p", "num_epochs", "1", "-p", "batch_size", "32", "-p", "trunk_filters",
          "[8, 16, 32]"]
-
-
-def is_extension(cell: dict) -> bool:
-    """True when the cell is tagged as outside the core path."""
-    return EXTENSION_TAG in cell.get("metadata", {}).get("tags", [])
-
-
-def names(source: str) -> tuple[set[str], set[str]]:
-    """The names a code cell binds and the names it reads (IPython magics and shell lines left out)."""
-    code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
-    bound, read = set(), set()
-    for node in ast.walk(ast.parse(code)):
-        if isinstance(node, ast.Name):
-            (bound if isinstance(node.ctx, (ast.Store, ast.Del)) else read).add(node.id)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            bound.add(node.name)
-        elif isinstance(node, ast.arg):
-            bound.add(node.arg)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            bound.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
-    return bound, read
-
-
-def core_reads_of_extension_names(notebook: nbformat.NotebookNode) -> list[tuple[int, str]]:
-    """(cell index, name) for each core code cell that reads a name bound only by an earlier extension cell."""
-    core, extension, found = set(dir(builtins)), set(), []
-    for index, cell in enumerate(notebook.cells):
-        if cell.cell_type != "code":
-            continue
-        bound, read = names(cell.source)
-        if is_extension(cell):
-            extension |= bound
-            continue
-        core |= bound
-        found += [(index, name) for name in sorted(read & extension - core)]
-    return found
 
 
 def test_the_core_path_is_marked_in_tags_and_headings():
@@ -68,14 +31,26 @@ def test_the_core_path_is_marked_in_tags_and_headings():
 
 def test_no_core_cell_reads_a_name_only_an_extension_cell_defines():
     for path in lesson_notebooks():
-        assert core_reads_of_extension_names(nbformat.read(path, as_version=4)) == [], path.name
+        assert extension_reads(nbformat.read(path, as_version=4)) == [], path.name
 
 
 def test_the_static_check_finds_a_core_cell_that_needs_an_extension():
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"),
                                                nbformat.v4.new_code_cell("y = x + 1", metadata={"tags": ["extension"]}),
                                                nbformat.v4.new_code_cell("print(y, [z for z in range(x)])")])
-    assert core_reads_of_extension_names(notebook) == [(2, "y")]
+    assert extension_reads(notebook) == [(2, "y", "")]
+
+
+def test_a_core_run_that_needs_an_extension_names_the_section(tmp_path):
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_markdown_cell("## Extension: 2. More", metadata={"tags": ["extension"]}),
+        nbformat.v4.new_code_cell("y = x + 1", metadata={"tags": ["extension"]}),
+        nbformat.v4.new_code_cell("print(y)")])
+    nbformat.write(notebook, tmp_path / "10_more.ipynb")
+    with pytest.raises(SequenceError, match=r"core cell 3 reads 'y', which only the section 'Extension: 2. More'"):
+        path_cells(tmp_path / "10_more.ipynb", "core")
+    assert len(path_cells(tmp_path / "10_more.ipynb", "all").cells) == 4
 
 
 def test_an_unknown_path_is_one_line_naming_the_choices(tmp_path, capsys):
