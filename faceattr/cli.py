@@ -12,10 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from faceattr.data import resolve_data_dir, scan, split_frame
-from faceattr.defaults import (AGE_HEADS, ARCH_NAMES, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_SEED, GROUP_BALANCES,
-                               LOSS_BALANCES)
+from faceattr.defaults import (AGE_HEADS, ARCH_NAMES, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_MIN_FACE_SIZE,
+                               DEFAULT_SEED, GROUP_BALANCES, LOSS_BALANCES, check_min_confidence, check_min_face_size)
 from faceattr.errors import FaceattrError, PhotoError, SettingsError
 from faceattr.runs import Manifest, RunFolder
+from faceattr.sample import DEFAULT_PROFILE, PROFILES, SAMPLE_SEED, SAMPLE_SIZE, ensure_sample
 
 BUG_LINE = ("faceattr {command}: this is a bug in faceattr, not in your data or settings; please report it "
             "with the traceback above.")
@@ -61,13 +62,11 @@ def print_summary(summary: dict) -> None:
 
 def command_sample(args: argparse.Namespace) -> int:
     """Write the synthetic sample."""
-    from faceattr.sample import ensure_sample
-
     out = Path(args.out_dir)
     if args.n < 10:
         raise UsageError(f"--n {args.n} is too small; use at least 10 images.")
-    ensure_sample(out, args.n, args.seed)  # rebuilds a stale sample whole: no leftover files
-    print(f"wrote {args.n} synthetic faces (+ planted broken files) to {out}")
+    ensure_sample(out, args.n, args.seed, args.profile)  # rebuilds a stale sample whole: no leftover files
+    print(f"wrote {args.n} synthetic faces, profile {args.profile} (+ planted broken files) to {out}")
     return 0
 
 
@@ -218,9 +217,17 @@ def faces_in_photos(command: str, model, args: argparse.Namespace) -> Iterator[t
         yield photo_path, photo, faces
 
 
+def check_detection_arguments(args: argparse.Namespace) -> None:
+    """Refuse a --min-face-size or --min-confidence outside its range before the model loads."""
+    check_min_face_size(args.min_face_size)
+    if args.min_confidence is not None:
+        check_min_confidence(args.min_confidence)
+
+
 def command_predict(args: argparse.Namespace) -> int:
     """Detect every face in each photo and predict age, gender and race; a bad photo, or one whose annotated copy
     cannot be written, is reported and the rest go on. Exit status 1 only when no photo was done."""
+    check_detection_arguments(args)
     from faceattr.detect import SYNTHETIC_NOTE, annotate, json_record
 
     run = RunFolder(args.model)
@@ -235,8 +242,9 @@ def command_predict(args: argparse.Namespace) -> int:
             for face in faces:
                 quality = face["quality"]
                 print(f"{photo_path}: box {face['box']} age {face['age']:.0f}, {face['gender']} "
-                      f"({face['gender_probs'][face['gender']]:.2f}), {face['race']} ({face['race_probs'][face['race']]:.2f}); "
-                      f"face {quality['face_pixels']} px, confidence {quality['confidence']:.2f}"
+                      f"(p={face['gender_probs'][face['gender']]:.2f}), {face['race']} "
+                      f"(p={face['race_probs'][face['race']]:.2f}); face {quality['face_pixels']} px, "
+                      f"detector {quality['confidence']:.2f}"
                       + (", cut by the border" if quality["cut_by_border"] else ""))
         if args.annotate:
             try:
@@ -259,6 +267,7 @@ def command_predict(args: argparse.Namespace) -> int:
 def command_explain(args: argparse.Namespace) -> int:
     """Write one Grad-CAM figure per face that `predict` finds (every head side by side); a bad photo is reported
     and the rest go on. Exit status 1 only when no photo was done."""
+    check_detection_arguments(args)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -309,8 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = commands.add_parser("sample", help="write the synthetic sample data set")
     sample.add_argument("out_dir")
-    sample.add_argument("--n", type=int, default=2000, help="number of valid faces (default 2000)")
-    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--n", type=int, default=SAMPLE_SIZE,
+                        help=f"number of valid faces (default {SAMPLE_SIZE})")
+    sample.add_argument("--seed", type=int, default=SAMPLE_SEED)
+    sample.add_argument("--profile", default=DEFAULT_PROFILE,
+                        help="how the labels and their cues are drawn: "
+                             + "; ".join(f"{name}: {profile.summary}" for name, profile in PROFILES.items())
+                             + f" (default {DEFAULT_PROFILE})")
     sample.set_defaults(handler=command_sample)
 
     scan_parser = commands.add_parser("scan", help="scan a UTKFace folder or .tar.gz and report counts")
@@ -357,9 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("photos", nargs="+", metavar="PHOTO")
     explain.add_argument("--out", required=True, metavar="OUT_DIR", help="write one PNG per face here")
     explain.add_argument("--layer", default=None, help="the convolution to explain (default: the last one)")
-    explain.add_argument("--min-face-size", type=int, default=20, help="smallest face to detect, in pixels")
+    explain.add_argument("--min-face-size", type=int, default=DEFAULT_MIN_FACE_SIZE,
+                         help="smallest face to report, in the photo's pixels (default %(default)s)")
     explain.add_argument("--min-confidence", type=float, default=None,
-                         help="detection confidence floor (default: the measured one, see docs/detection.md)")
+                         help="detection confidence floor, 0..1 (default: the measured one, see docs/detection.md)")
     explain.set_defaults(handler=command_explain)
 
     card = commands.add_parser("card", help="print a run's model card (what the model is for, where it fails)")
@@ -371,9 +386,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("photos", nargs="+", metavar="PHOTO")
     predict.add_argument("--json", action="store_true", help="one JSON object per photo")
     predict.add_argument("--annotate", metavar="OUT_DIR", help="write each photo with boxes and labels here")
-    predict.add_argument("--min-face-size", type=int, default=20, help="smallest face to detect, in pixels")
+    predict.add_argument("--min-face-size", type=int, default=DEFAULT_MIN_FACE_SIZE,
+                         help="smallest face to report, in the photo's pixels (default %(default)s)")
     predict.add_argument("--min-confidence", type=float, default=None,
-                         help="detection confidence floor (default: the measured one, see docs/detection.md)")
+                         help="detection confidence floor, 0..1 (default: the measured one, see docs/detection.md)")
     predict.set_defaults(handler=command_predict)
 
     run = commands.add_parser("run", help="run the whole notebook sequence with papermill (what `make run` does)")

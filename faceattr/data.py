@@ -13,6 +13,7 @@ import stat
 import sys
 import tarfile
 import tempfile
+import threading
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -29,9 +30,11 @@ from faceattr.errors import DataError, DatasetNotFound  # noqa: F401  (re-export
 from faceattr.files import FileTooLarge, atomic_write_json, file_digest, locked, shared_lock, temporary_target
 from faceattr.labels import AGE_MAX, AGE_MIN, GENDER_NAMES, RACE_NAMES, age_band
 
-IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png")
+# The usual suffixes of every format the training pipeline decodes (DECODABLE_FORMATS): the name rule and the
+# decode rule agree, so a decodable .webp, .gif or .bmp is never "not an image file".
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
-SCAN_FORMAT_VERSION = "4"  # bump when the parser, the scan's columns or its cache file change
+SCAN_FORMAT_VERSION = "5"  # bump when the parser, the scan's columns or its cache file change
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MAX_IMAGE_BYTES = 50_000_000  # a face photo is far smaller: a file over this is skipped, never read whole
 MAX_EXTRACTED_BYTES = 20_000_000_000  # an archive whose files add up to more is refused before extraction
@@ -77,9 +80,55 @@ def parse_filename(name: str) -> Parsed:
     return Parsed(age=age, gender=gender, race=race)
 
 
-# What the training pipeline's tf.io.decode_image reads (MPO is a phone camera's JPEG). TIFF, PPM, TGA, ICO and
-# the rest open in PIL but not in TensorFlow; 1-bit BMP neither. tests/test_scan.py ties this rule to TensorFlow.
+# What the training pipeline's decoder (`decode_pixels`) reads (MPO is a phone camera's JPEG). TIFF, PPM, TGA, ICO
+# and the rest open in PIL but not in TensorFlow. tests/test_formats.py ties this rule to TensorFlow, variant by
+# variant.
 DECODABLE_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP")
+# TensorFlow reads only still WebP images (not animated ones), which PIL tells. Of BMP it reads uncompressed 8-bit
+# grey, 24 and 32-bit, and even those with their colour table or colour masks ignored; the format alone cannot tell,
+# so the scan asks TensorFlow's decoder itself about every BMP (importing TensorFlow only when a folder holds one).
+ANIMATION_UNREADABLE_FORMATS = ("WEBP",)
+TENSORFLOW_CHECKED_FORMATS = ("BMP",)
+BMP_COMPRESSIONS = {1: "RLE8", 2: "RLE4", 3: "bitfields", 4: "JPEG", 5: "PNG"}
+_tensorflow_import = threading.Lock()  # the scan's threads import TensorFlow once, one at a time
+
+
+def decode_pixels(contents):
+    """TensorFlow's decode of an image file's bytes, as the training pipeline reads it: the first frame as uint8 RGB
+    (height x width x 3). Imports TensorFlow on first use."""
+    with _tensorflow_import:
+        from faceattr import import_tensorflow
+
+        tf = import_tensorflow()
+    return tf.io.decode_image(contents, channels=3, expand_animations=False)
+
+
+def bmp_kind(contents: bytes) -> str:
+    """A BMP file's sub-format, from its header: "16-bit BMP", "8-bit RLE8 BMP", "24-bit OS/2 BMP"."""
+    header = int.from_bytes(contents[14:18], "little")  # 12: OS/2's core header, bits at 24; else at 28
+    bits = int.from_bytes(contents[24:26] if header == 12 else contents[28:30], "little")
+    compression = 0 if header == 12 else int.from_bytes(contents[30:34], "little")
+    name = BMP_COMPRESSIONS.get(compression)
+    return f"{bits}-bit {name + ' ' if name else ''}{'OS/2 ' if header == 12 else ''}BMP"
+
+
+def tensorflow_problem(path: str | Path, image) -> str | None:
+    """Ask TensorFlow's decoder whether it reads the file (loaded by PIL as `image`) to the same RGB picture as PIL;
+    None if it does, else the reason."""
+    from faceattr import import_tensorflow
+
+    with open(path, "rb") as stream:
+        contents = stream.read()
+    kind = bmp_kind(contents) if image.format == "BMP" else image.format
+    try:
+        pixels = decode_pixels(contents).numpy()
+    except import_tensorflow().errors.OpError:
+        return f"format TensorFlow cannot decode ({kind})"
+    if not np.array_equal(pixels, np.asarray(image.convert("RGB"))):
+        if image.mode == "P":
+            return f"TensorFlow ignores its colour table ({kind}, palette)"
+        return f"TensorFlow decodes other colours than it holds ({kind})"
+    return None
 
 
 def content_hash(path: str | Path) -> str:
@@ -116,11 +165,14 @@ def check_image(path: str | Path) -> str | None:
         if os.path.getsize(path) == 0:
             return "empty file (0 bytes)"
         with Image.open(path) as image:
-            if image.format not in DECODABLE_FORMATS or (image.format == "BMP" and image.mode == "1"):
-                kind = f"1-bit {image.format}" if image.format == "BMP" else image.format
-                return f"format TensorFlow cannot decode ({kind})"
+            if image.format not in DECODABLE_FORMATS:
+                return f"format TensorFlow cannot decode ({image.format})"
             image.draft("RGB", (image.width // 8 or 1, image.height // 8 or 1))
             image.load()
+            if image.format in ANIMATION_UNREADABLE_FORMATS and getattr(image, "is_animated", False):
+                return f"format TensorFlow cannot decode (animated {image.format})"
+            if image.format in TENSORFLOW_CHECKED_FORMATS:
+                return tensorflow_problem(path, image)
     except Image.DecompressionBombError:
         return f"too many pixels (over {2 * Image.MAX_IMAGE_PIXELS:,}): a decompression bomb"
     except PermissionError:

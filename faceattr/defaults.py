@@ -23,6 +23,9 @@ PRECISIONS: tuple[str, ...] = ("auto", "float32")
 DEFAULT_PRECISION = "auto"
 PRECISION_VARIABLE = "FACEATTR_PRECISION"
 MAX_IMAGE_SIZE = 512  # a 512 px batch of 64 already needs several GB; larger sizes only exhaust memory
+# Face detection (faceattr.detect): faces smaller than this many pixels (MTCNN's own default minimum) are too small
+# to read and are not reported; the confidence floor lies in 0..1.
+DEFAULT_MIN_FACE_SIZE = 20
 
 AGE_HEADS: tuple[str, ...] = ("linear", "sigmoid", "expectation")
 AGE_LOSSES: tuple[str, ...] = ("huber", "mae", "mse")
@@ -132,11 +135,64 @@ def check_settings(arch: str, num_epochs: int, image_size: int | None, batch_siz
         check_choice("loss balance", loss_balance, LOSS_BALANCES)
     if age_head is not None:
         check_choice("age head", age_head, AGE_HEADS)
-    if num_epochs < 1:
-        raise SettingsError(f"epochs={num_epochs} must be at least 1.")
+    check_epochs(num_epochs)
     if image_size is not None:
         check_image_size(image_size)
-    if batch_size < 1:
-        raise SettingsError(f"batch size {batch_size} must be at least 1.")
+    check_batch_size(batch_size)
     if learning_rate is not None:
         check_learning_rate(learning_rate)
+
+
+def check_at_least(kind: str, value: int, minimum: int = 1) -> int:
+    """Return `value` if it is at least `minimum`, else raise an error that names `kind`."""
+    if not value >= minimum:  # also catches NaN
+        raise SettingsError(f"{kind} {value} must be at least {minimum}.")
+    return value
+
+
+def check_epochs(num_epochs: int) -> int:
+    """Return `num_epochs` if it is at least 1, else raise an error that says so."""
+    if num_epochs < 1:
+        raise SettingsError(f"epochs={num_epochs} must be at least 1.")
+    return num_epochs
+
+
+def check_batch_size(batch_size: int) -> int:
+    """Return `batch_size` if it is at least 1, else raise an error that says so."""
+    return check_at_least("batch size", batch_size)
+
+
+def check_seed(seed: int) -> int:
+    """Return `seed` if NumPy, Python and TensorFlow all accept it (0 .. 2**32 - 1), else raise."""
+    if not 0 <= seed < 2 ** 32:
+        raise SettingsError(f"seed {seed} must lie in 0..{2 ** 32 - 1}; {DEFAULT_SEED} is the default.")
+    return seed
+
+
+def check_trunk(trunk_filters: list[int] | tuple[int, ...], image_size: int) -> tuple[int, ...]:
+    """Return the trunk's filter counts if there is at least one block, each with at least one filter, and the
+    image survives its 2x2 poolings; else raise an error that says which."""
+    if not trunk_filters:
+        raise SettingsError(f"the trunk needs at least one block; {list(DEFAULT_TRUNK)} is the default.")
+    for filters in trunk_filters:
+        check_at_least("trunk filters", filters)
+    smallest = max(MIN_IMAGE_SIZE, 2 ** len(trunk_filters))
+    if image_size < smallest:
+        raise SettingsError(f"image_size={image_size} is too small for {len(trunk_filters)} pooling blocks; "
+                            f"use at least {smallest}.")
+    return tuple(trunk_filters)
+
+
+def check_min_face_size(min_face_size: int) -> int:
+    """Return the smallest face size to report, in pixels, if it is more than 0, else raise."""
+    if not min_face_size > 0:
+        raise SettingsError(f"minimum face size {min_face_size} must be more than 0 pixels; "
+                            f"{DEFAULT_MIN_FACE_SIZE} is the default.")
+    return min_face_size
+
+
+def check_min_confidence(min_confidence: float) -> float:
+    """Return the detection confidence floor if it lies in 0..1, else raise."""
+    if not 0 <= min_confidence <= 1:  # also catches NaN
+        raise SettingsError(f"minimum confidence {min_confidence} must lie in 0..1 (a detector's probability).")
+    return float(min_confidence)

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
 from faceattr import import_tensorflow
+from faceattr.defaults import DEFAULT_MIN_FACE_SIZE, check_min_confidence, check_min_face_size
 from faceattr.errors import PhotoError
 from faceattr.labels import GENDER_NAMES, RACE_NAMES
 
@@ -130,22 +131,31 @@ def inside_photo(face: dict, photo: Image.Image) -> dict:
                         "cut_by_border": (left, top, right, bottom) != (round(x), round(y), round(x + w), round(y + h))}}
 
 
-def detect_faces(photo: Image.Image, min_face_size: int = 20, min_confidence: float | None = None,
+def large_enough(faces: list[dict], min_face_size: int) -> list[dict]:
+    """The faces at least `min_face_size` pixels tall in the photo's own pixels (the box as found, before the border
+    clips it): MTCNN's own minimum only sets the smallest scale it looks at, and its boxes can come out smaller."""
+    return [face for face in faces if face["box"][3] >= min_face_size]
+
+
+def detect_faces(photo: Image.Image, min_face_size: int = DEFAULT_MIN_FACE_SIZE, min_confidence: float | None = None,
                  thresholds: dict | None = None) -> list[dict]:
-    """Every face's box [x, y, w, h], confidence, five keypoints and quality note, in the photo's own pixels.
+    """Every face's box [x, y, w, h], confidence, five keypoints and quality note, in the photo's own pixels; no
+    face under `min_face_size` pixels tall, at any look.
 
     Two passes: one at most COARSE_SIDE pixels on the long side, border included, where MTCNN is surest of large
     faces; then, for a larger photo, one at up to FINE_SIDE pixels that keeps only the faces too small for the
     first (MTCNN is unsure of faces under about FINE_FACES_BELOW pixels).
     """
+    check_min_face_size(min_face_size)
     thresholds = {**STAGE_THRESHOLDS, **(thresholds or {})}
-    min_confidence = MIN_CONFIDENCE if min_confidence is None else min_confidence
+    min_confidence = MIN_CONFIDENCE if min_confidence is None else check_min_confidence(min_confidence)
     long_side = max(photo.size)
     coarse = min(1.0, COARSE_SIDE / (1 + 2 * COARSE_PAD) / long_side)
     fine = min(1.0, FINE_SIDE / long_side)
-    faces = detect_at(photo, coarse, min_face_size, thresholds, pad=COARSE_PAD)
+    pyramid = min(min_face_size, DEFAULT_MIN_FACE_SIZE)  # MTCNN misses faces just above a larger minimum of its own
+    faces = large_enough(detect_at(photo, coarse, pyramid, thresholds, pad=COARSE_PAD), min_face_size)
     if fine > coarse * 1.5 and min_face_size * coarse < FINE_FACES_BELOW:
-        faces += [face for face in detect_at(photo, fine, min_face_size, thresholds)
+        faces += [face for face in large_enough(detect_at(photo, fine, pyramid, thresholds), min_face_size)
                   if face["box"][3] * coarse < FINE_FACES_BELOW]
     faces = [inside_photo(face, photo) for face in merge(faces) if face["confidence"] >= min_confidence]
     return sorted((face for face in faces if face["box"][2] > 0 and face["box"][3] > 0),
@@ -188,7 +198,8 @@ def describe(outputs: dict, index: int) -> dict:
     }
 
 
-def predict_faces(model, photo: Image.Image, min_face_size: int = 20, min_confidence: float | None = None) -> list[dict]:
+def predict_faces(model, photo: Image.Image, min_face_size: int = DEFAULT_MIN_FACE_SIZE,
+                  min_confidence: float | None = None) -> list[dict]:
     """Detect, align and crop every face, then predict them all in one batch."""
     faces = detect_faces(photo, min_face_size, min_confidence)
     crops = [align_crop(photo, face["keypoints"]) for face in faces]

@@ -10,8 +10,8 @@ import_tensorflow()
 import keras  # noqa: E402  (after the quiet TensorFlow import)
 from keras import layers, ops  # noqa: E402
 
-from faceattr.defaults import (AGE_HEADS, AGE_LOSSES, DEFAULT_IMAGE_SIZE, DEFAULT_TRUNK, MIN_IMAGE_SIZE, RECIPES,
-                               check_choice, check_image_size)
+from faceattr.defaults import (AGE_HEADS, AGE_LOSSES, DEFAULT_IMAGE_SIZE, DEFAULT_TRUNK, RECIPES, check_choice,
+                               check_image_size, check_trunk)
 from faceattr.errors import SettingsError
 from faceattr.labels import AGE_MAX, GENDER_NAMES, RACE_NAMES
 
@@ -67,9 +67,7 @@ def build_model(image_size: int = DEFAULT_IMAGE_SIZE, trunk_filters: tuple[int, 
                 centre_pixels: bool = True, name: str = "faceattr") -> keras.Model:
     """Shared conv trunk (3x3 conv, relu, 2x2 max pool per block) with three heads; pixels enter scaled to
     -1..1 (centred on 0), or to the report's 0..1 with `centre_pixels=False`."""
-    if image_size < max(MIN_IMAGE_SIZE, 2 ** len(trunk_filters)):
-        raise SettingsError(f"image_size={image_size} is too small for {len(trunk_filters)} pooling blocks; "
-                         f"use at least {max(MIN_IMAGE_SIZE, 2 ** len(trunk_filters))}.")
+    check_trunk(trunk_filters, image_size)
     if pooling not in ("max", "average"):
         raise SettingsError(f"pooling={pooling!r} is unknown; use 'max' or 'average'.")
     inputs = keras.Input(shape=(image_size, image_size, 3), name="face")

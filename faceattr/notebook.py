@@ -5,12 +5,19 @@ from __future__ import annotations
 import ast
 import json
 import os
+import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from faceattr import stderr_to
-from faceattr.defaults import DEFAULT_SEED
-from faceattr.errors import SequenceError
+from faceattr.defaults import (ARCH_NAMES, DEFAULT_SEED, GROUP_BALANCES, LOSS_BALANCES, check_at_least,
+                               check_batch_size, check_choice, check_epochs, check_image_size, check_learning_rate,
+                               check_min_confidence, check_min_face_size, check_seed, check_trunk)
+from faceattr.errors import SequenceError, SettingsError
+from faceattr.labels import RACE_NAMES
 from faceattr.data import PROJECT_ROOT, data_in_use, data_location, is_sample
 from faceattr.files import full_disk_as_error
 from faceattr.paths import check_path, path_cells
@@ -81,8 +88,118 @@ def notebook_parameters(path: Path) -> dict[str, object]:
     return values
 
 
+def each(check: Callable[[Any], Any]) -> Callable[[list], list]:
+    """A rule for a list parameter: at least one element, and every element passing `check`."""
+
+    def check_each(values: list) -> list:
+        """Check every element of `values`."""
+        if not values:
+            raise SettingsError("the list is empty; give at least one element.")
+        for index, value in enumerate(values):
+            try:
+                check(value)
+            except SettingsError as error:
+                raise SettingsError(f"element {index} ({value!r}): {error}") from None
+        return values
+
+    return check_each
+
+
+def check_data_dir(data_dir: str) -> str:
+    """Return `data_dir` if it is "auto", "sample" or a path that exists, else raise."""
+    if data_dir not in ("auto", "sample") and not Path(data_dir).expanduser().exists():
+        raise SettingsError(f"{data_dir} does not exist; give a UTKFace folder or .tar.gz, \"sample\" or \"auto\".")
+    return data_dir
+
+
+def check_photo_path(photo_path: str) -> str:
+    """Return `photo_path` if it is "grace_hopper" (matplotlib's sample photo) or a file that exists, else raise."""
+    if photo_path != "grace_hopper" and not Path(photo_path).expanduser().is_file():
+        raise SettingsError(f"{photo_path} is not a file; give a photo, or \"grace_hopper\" for the sample portrait.")
+    return photo_path
+
+
+def set_by_out(run_dir: str) -> str:
+    """Refuse a run folder given as a parameter: `faceattr run --out` sets it for every notebook."""
+    raise SettingsError("the run folder is set for every notebook by `faceattr run --out RUN_DIR`, not by -p.")
+
+
+# Each notebook parameter's rule beyond its type (the type of its default, list elements included): the checks that
+# `faceattr train` uses, from faceattr.defaults. A parameter without a rule is checked for its type only; a new
+# parameter gets its rule by adding one line here.
+PARAMETER_RULES: dict[str, Callable[[Any], Any]] = {
+    "data_dir": check_data_dir,
+    "run_dir": set_by_out,
+    "seed": check_seed,
+    "image_size": check_image_size,
+    "trunk_filters": each(partial(check_at_least, "trunk filters")),  # and against image_size: typed_parameters
+    "num_epochs": check_epochs,
+    "batch_size": check_batch_size,
+    "learning_rate": check_learning_rate,
+    "loss_balance": partial(check_choice, "loss balance", choices=LOSS_BALANCES),
+    "patience": partial(check_at_least, "patience"),
+    "probe_epochs": check_epochs,
+    "photo_path": check_photo_path,
+    "min_face_size": check_min_face_size,
+    "min_confidence": check_min_confidence,
+    "architectures": each(partial(check_choice, "arch", choices=ARCH_NAMES)),
+    "loss_balances": each(partial(check_choice, "loss balance", choices=LOSS_BALANCES)),
+    "experiment_epochs": check_epochs,
+    "num_faces": partial(check_at_least, "number of faces"),
+    "occlusion_patch": partial(check_at_least, "occlusion patch"),
+    "cue_race": partial(check_choice, "race", choices=RACE_NAMES),
+    "shortcut_image_size": check_image_size,
+    "shortcut_epochs": check_epochs,
+    "num_bootstrap": partial(check_at_least, "number of bootstrap samples"),
+    "balances": each(partial(check_choice, "balance", choices=GROUP_BALANCES)),
+    "study_seeds": each(check_seed),
+    "study_image_size": check_image_size,
+    "study_epochs": check_epochs,
+}
+
+
+def parse_value(text: str) -> object:
+    """A `-p` value as Python reads it: a literal, else (a bare word) the string itself."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return text
+
+
+def typed_like(value: object, default: object) -> object:
+    """`value` with the type of `default` (an int where a float is expected becomes a float; lists element by
+    element, against the type of the default's elements); raise SettingsError naming the type when it differs."""
+    if isinstance(default, float) and type(value) is int:
+        return float(value)
+    if type(value) is not type(default):
+        raise SettingsError(f"must be of type {type(default).__name__}")
+    if isinstance(default, list) and default:
+        typed = []
+        for index, element in enumerate(value):
+            try:
+                typed.append(typed_like(element, default[0]))
+            except SettingsError as error:
+                raise SettingsError(f"element {index} ({element!r}) {error}") from None
+        return typed
+    return value
+
+
+def checked_parameter(name: str, text: str, default: object) -> object:
+    """One `-p NAME VALUE`: parsed, typed like the notebooks' default and checked by its rule."""
+    try:
+        value = typed_like(parse_value(text), default)
+    except SettingsError as error:
+        raise SequenceError(f"parameter {name!r} {error} (default {default!r}); got {text!r}.") from None
+    try:
+        PARAMETER_RULES.get(name, lambda value: value)(value)
+    except SettingsError as error:
+        raise SequenceError(f"parameter {name!r} (-p {name} {text}): {error}") from None
+    return value
+
+
 def typed_parameters(overrides: dict[str, str], notebooks: list[Path]) -> dict[str, object]:
-    """Parse `-p NAME VALUE` strings and check each against the notebooks' parameter defaults."""
+    """Parse `-p NAME VALUE` strings and check each against the notebooks' parameter defaults and its rule in
+    PARAMETER_RULES, before any notebook runs."""
     defaults: dict[str, object] = {}
     for path in notebooks:
         for name, value in notebook_parameters(path).items():
@@ -91,21 +208,42 @@ def typed_parameters(overrides: dict[str, str], notebooks: list[Path]) -> dict[s
     for name, text in overrides.items():
         if name not in defaults:
             raise SequenceError(f"unknown parameter {name!r}; the notebooks take: {', '.join(sorted(defaults))}.")
-        default = defaults[name]
+        typed[name] = checked_parameter(name, text, defaults[name])
+    chosen = {**defaults, **typed}
+    if "trunk_filters" in chosen and "image_size" in chosen:
         try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = text  # a bare word is a string
-        if isinstance(default, float) and type(value) is int:
-            value = float(value)
-        if type(value) is not type(default):
-            raise SequenceError(f"parameter {name!r} must be of type {type(default).__name__} (default {default!r}); "
-                                f"got {text!r}.")
-        typed[name] = value
+            check_trunk(chosen["trunk_filters"], chosen["image_size"])
+        except SettingsError as error:
+            raise SequenceError(f"parameters 'trunk_filters' and 'image_size' together: {error}") from None
     return typed
 
 
 KERNEL_LOG = "kernel-stderr.log"  # the kernels' start-up chatter, in OUT_DIR/notebooks
+UNIX_SOCKET_PATH_MAX = 100  # bytes: Linux allows 107, macOS 103
+
+
+def kernel_options(sockets: Path) -> dict:
+    """papermill's options for a kernel that talks over IPC sockets in `sockets` (a folder only this user can
+    enter), where the platform has them: kernels started at once never race for a TCP port (ZMQError: Address
+    already in use), and no other user can reach them. Elsewhere (Windows), TCP as papermill's default."""
+    import zmq
+    from traitlets.config import Config
+
+    if not zmq.has("ipc") or len(str(sockets / "kernel-00")) > UNIX_SOCKET_PATH_MAX:
+        return {}
+    return {"config": Config({"KernelManager": {"transport": "ipc", "ip": str(sockets / "kernel")}})}
+
+
+def run_notebook(path: Path | dict, target: Path, parameters: dict[str, object], cwd: Path) -> None:
+    """Execute one notebook (a file, or an nbformat node) with papermill into `target`, in a fresh kernel whose
+    sockets live in a private temporary folder (see `kernel_options`)."""
+    import papermill
+
+    with tempfile.TemporaryDirectory(prefix="faceattr-kernel-") as sockets:
+        papermill.execute_notebook(path if isinstance(path, dict) else str(path), str(target), parameters=parameters,
+                                   cwd=str(cwd), kernel_name="python3", progress_bar=False, **kernel_options(Path(sockets)))
+
+
 def run_sequence(out_dir: str | Path, data: str = "auto", overrides: dict[str, str] | None = None,
                  report=print, path_name: str = "all") -> list[Path]:
     """Execute every lesson notebook (only its cells on PATH_NAME, see PATHS) with papermill into OUT_DIR/notebooks;
@@ -118,8 +256,14 @@ def run_sequence(out_dir: str | Path, data: str = "auto", overrides: dict[str, s
     notebooks = lesson_notebooks()
     values = typed_parameters(overrides or {}, notebooks)
     data = str(values.pop("data_dir", data))
+    try:
+        check_data_dir(data)
+    except SettingsError as error:
+        raise SequenceError(f"--data: {error}") from None
     if data not in ("auto", "sample"):
         data = str(Path(data).expanduser().resolve())
+    if values.get("photo_path", "grace_hopper") != "grace_hopper":  # the notebooks run in the run folder
+        values["photo_path"] = str(Path(values["photo_path"]).expanduser().resolve())
     out = Path(out_dir).resolve()
     run, data_path = RunFolder(out), data_location(data)[0]
     run.refuse_inside(data_path)
@@ -137,7 +281,6 @@ def execute_notebooks(notebooks: list[Path], values: dict[str, object], data: st
     """Execute `notebooks` in order with papermill into OUT/notebooks, each given those of `values` it takes (and
     its run_dir and data_dir), each cut to its cells on PATH_NAME (one with no code there is skipped); return the
     executed copies' paths."""
-    import papermill
     from papermill.exceptions import PapermillExecutionError
 
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
@@ -155,8 +298,7 @@ def execute_notebooks(notebooks: list[Path], values: dict[str, object], data: st
         started = time.perf_counter()
         try:
             with stderr_to(str(out / "notebooks" / KERNEL_LOG)):  # kernel start-up chatter
-                papermill.execute_notebook(cells, str(target), parameters=parameters, cwd=str(out),
-                                           kernel_name="python3", progress_bar=False)
+                run_notebook(cells, target, parameters, cwd=out)
         except PapermillExecutionError as error:
             raise SequenceError(f"{path.name} failed in cell {error.exec_count} ({error.ename}: {error.evalue}); "
                                 f"the executed notebook is {target}") from None

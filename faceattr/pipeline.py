@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from faceattr import import_tensorflow
+from faceattr.data import decode_pixels
 from faceattr.defaults import DEFAULT_SEED, GROUP_BALANCES, check_choice
 from faceattr.errors import DataError, SettingsError
 from faceattr.store import decoded_images
@@ -25,7 +26,7 @@ def resize_pixels(images: tf.Tensor, image_size: int) -> tf.Tensor:
 
 def decode_image(path: tf.Tensor, image_size: int) -> tf.Tensor:
     """Read one image file, convert it to RGB and resize it to a uint8 square."""
-    return resize_pixels(tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False), image_size)
+    return resize_pixels(decode_pixels(tf.io.read_file(path)), image_size)
 
 
 def labels_of(frame: pd.DataFrame) -> dict[str, tf.Tensor]:

@@ -11,8 +11,9 @@ import seaborn as sns
 from PIL import Image
 
 from faceattr.evaluate import LARGE_AGE_ERROR_YEARS, mae_by_band, mistakes
-from faceattr.labels import GENDER_NAMES, RACE_NAMES
+from faceattr.labels import AGE_BAND_EDGES, AGE_BAND_NAMES, AGE_MAX, AGE_MIN, GENDER_NAMES, RACE_NAMES
 from faceattr.runs import RunFolder
+from faceattr.sample import DEFAULT_PROFILE, typical_face
 
 
 def set_style() -> None:
@@ -217,4 +218,29 @@ def heatmap_row(image: np.ndarray, maps: dict[str, np.ndarray], titles: dict[str
     if suptitle:
         figure.suptitle(suptitle, fontsize=9)
     figure.tight_layout()
+    return figure
+
+
+def band_ages() -> list[int]:
+    """One age per age band, its middle (the open last band: the middle of 70 to AGE_MAX)."""
+    highs = list(AGE_BAND_EDGES[1:]) + [AGE_MAX + 1]
+    return [max(AGE_MIN, (low + high - 1) // 2) for low, high in zip(AGE_BAND_EDGES, highs)]
+
+
+def sample_cues(profile: str = DEFAULT_PROFILE, gender: int = 1) -> plt.Figure:
+    """The synthetic sample's cues: the typical face it draws per race (rows) and age band (columns)."""
+    ages = band_ages()
+    figure, axes = plt.subplots(len(RACE_NAMES), len(ages), figsize=(len(ages) * 0.95, len(RACE_NAMES) * 1.05))
+    for row, race_name in enumerate(RACE_NAMES):
+        for column, age in enumerate(ages):
+            axis = axes[row, column]
+            axis.imshow(typical_face(age, gender, row, profile))
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if row == 0:
+                axis.set_title(f"{AGE_BAND_NAMES[column]}\n(age {age})", fontsize=8)
+            if column == 0:
+                axis.set_ylabel(race_name, fontsize=9)
+    figure.suptitle(f"Typical {GENDER_NAMES[gender]} faces of the '{profile}' sample: every draw at its likeliest "
+                    "value\n(no noise, no borrowed skin tone)", fontsize=10)
     return figure

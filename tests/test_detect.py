@@ -1,15 +1,18 @@
 """Faces in the wild, with real images and real mtcnn detection (no mocks)."""
 
 import json
+import re
 
 import numpy as np
 import pytest
 from matplotlib import cbook
 from PIL import Image
 
+from faceattr import photocases
 from faceattr.cli import main
 from faceattr.detect import (align_crop, crops_to_batch, detect_faces, json_record, load_photo,
                              predict_faces)
+from faceattr.errors import SettingsError
 from faceattr.model import build_model
 
 HOPPER = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
@@ -185,3 +188,52 @@ def test_a_decompression_bomb_and_an_unwritable_annotate_folder_do_not_stop_the_
     assert "bomb.png has too many pixels" in captured.err
     assert captured.err.count("cannot write") == 2 and "writable --annotate folder" in captured.err
     assert [len(json.loads(line)["faces"]) for line in captured.out.strip().splitlines()] == [1, 1]
+
+
+@pytest.fixture(scope="module")
+def selfie():
+    """Seven real faces 40 to 66 px tall in a 600 x 400 photo."""
+    return photocases.group("selfie", photocases.sources(), [66, 60, 56, 50, 46, 42, 40], 600, seed=70, gap=2)
+
+
+def test_the_minimum_face_size_holds_in_the_photos_own_pixels(selfie):
+    """A minimum of 30 or 40 px still finds every face that tall (MTCNN's own minimum loses them all here), and
+    no look reports a smaller box."""
+    for minimum in (20, 30, 40):
+        boxes = [face["box"] for face in detect_faces(selfie.image, min_face_size=minimum)]
+        assert all(box[3] >= minimum for box in boxes), (minimum, boxes)
+        hit, alarms = photocases.match(boxes, selfie.faces)
+        assert alarms == 0 and all(found for found, face in zip(hit, selfie.faces) if face[3] >= minimum + 4), \
+            (minimum, boxes)
+
+
+def test_faces_too_small_to_read_are_not_reported_by_default():
+    tiny = photocases.group("tiny", photocases.sources(), [12, 13, 14, 15, 16] * 3, 600, seed=12, gap=4)
+    assert [face["box"] for face in detect_faces(tiny.image)] == []
+    seen = [face["box"] for face in detect_faces(tiny.image, min_face_size=10)]  # the detector does see them
+    assert len(seen) >= 6 and all(box[3] >= 10 for box in seen) and min(box[3] for box in seen) < 20
+
+
+@pytest.mark.parametrize("option, value, fragment", [
+    ("--min-confidence", "5", "minimum confidence 5.0 must lie in 0..1"),
+    ("--min-confidence", "-0.1", "must lie in 0..1"),
+    ("--min-face-size", "-5", "minimum face size -5 must be more than 0"),
+    ("--min-face-size", "0", "must be more than 0"),
+])
+def test_predict_and_explain_refuse_a_detection_setting_out_of_range(option, value, fragment, run_dir, tmp_path,
+                                                                     capsys):
+    assert main(["predict", "--model", str(run_dir), HOPPER, option, value]) == 2
+    error = capsys.readouterr().err
+    assert fragment in error and error.count("\n") == 1
+    assert main(["explain", "--model", str(run_dir), HOPPER, "--out", str(tmp_path / "maps"), option, value]) == 2
+    assert fragment in capsys.readouterr().err
+    assert not (tmp_path / "maps").exists()
+    with pytest.raises(SettingsError, match="must"):  # the library refuses it too
+        detect_faces(load_photo(HOPPER), **{option.strip("-").replace("-", "_"): float(value)})
+
+
+def test_predict_labels_its_numbers(run_dir, capsys):
+    assert main(["predict", "--model", str(run_dir), HOPPER]) == 0
+    line = capsys.readouterr().out.strip()
+    assert re.search(r"age \d+, (male|female) \(p=[01]\.\d\d\), \w+ \(p=[01]\.\d\d\); face \d+ px, detector [01]\.\d\d$",
+                     line), line

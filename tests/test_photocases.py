@@ -32,6 +32,10 @@ def test_the_cases_cover_what_the_issue_asks_for(detected):
     assert max(len(case.faces) for case, _, _ in detected) >= 9
     assert min(sizes) <= 24 and any(24 <= size <= 40 for size in sizes)
     assert {"astronaut", "camera"} <= set(names), "scikit-image (a test dependency) ships two more real faces"
+    text_and_signs = {"portrait_with_sign", "no_face_signs", "no_face_signs_large", "no_face_text", "no_face_page",
+                      "no_face_matplotlib_logo", "no_face_temple", "no_face_checkerboard"}
+    assert text_and_signs <= set(names), "negatives with text, signs and patterns"
+    assert any(size < 20 for size in sizes), "faces too small to read, which detection leaves out"
 
 
 def test_the_real_photos_ship_inside_the_installed_packages():
@@ -44,6 +48,9 @@ def test_the_real_photos_ship_inside_the_installed_packages():
     assert {"astronaut.png", "camera.png"} <= {path.name for path in shipped.iterdir()}
     assert all((shipped / f"{name}.png").is_file() or (shipped / f"{name}.jpg").is_file()
                for name in photocases.NEGATIVES)
+    patterns = photocases.text_and_patterns()  # scikit-image's loaders raise for a file that needs a download
+    assert set(patterns) == set(photocases.TEXT_AND_PATTERNS) | {"matplotlib_logo", "temple"}
+    assert all(min(photo.size) >= 100 and photo.mode == "RGB" for photo in patterns.values())
 
 
 def test_every_placed_face_of_40_pixels_or_more_is_found(detected):

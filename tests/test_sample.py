@@ -69,3 +69,123 @@ def test_rebuilding_a_sample_never_deletes_the_users_own_files(tmp_path):
     with pytest.raises(DataError, match="my_notes.txt"):
         ensure_sample(folder, count=12, seed=0)  # stale: it would be rebuilt
     assert (folder / "my_notes.txt").read_text() == "keep me"
+
+
+# Recorded from the sample as it was before profiles existed. The stored notebook outputs were made from this
+# sample, so a change here makes them stale: if it fails after a NumPy or Pillow upgrade rather than a code
+# change, re-execute the notebooks (make notebooks) and record the new digests.
+DEFAULT_FILES_SHA256 = "112a1dfd143e307fde8a0aef84131837fe8a83b79c121106c4f66a35e7466b8a"   # count=20, seed=0
+DEFAULT_LABELS_SHA256 = "74a01054d0759007093c85fc16f418a2da18827a6dbebd758f048bd7968b5b29"  # count=2000, seed=0
+DEFAULT_COLOURS_SHA256 = "8eb18d71de8bf4c90c0389d64ba8e82824309548fd1e7e9c73468e33f1047b20"  # those 2000 faces
+
+
+def test_the_default_profile_still_draws_the_sample_the_notebooks_were_run_on(tmp_path):
+    from faceattr.sample import DEFAULT_PROFILE, face_colours
+
+    assert digest(write_sample(tmp_path / "a", count=20, seed=0)) == DEFAULT_FILES_SHA256
+    assert digest(write_sample(tmp_path / "b", count=20, seed=0, profile=DEFAULT_PROFILE)) == DEFAULT_FILES_SHA256
+    labels = sample_labels(2000, seed=0)
+    assert hashlib.sha256(labels.astype("int64").tobytes()).hexdigest() == DEFAULT_LABELS_SHA256
+    rng = np.random.default_rng([0, 5])   # the race cues of many faces: a small change to their drawing shows up
+    colours = np.array([face_colours(int(age), int(race), rng) for age, _gender, race in labels], "int64")
+    assert hashlib.sha256(colours.tobytes()).hexdigest() == DEFAULT_COLOURS_SHA256
+
+
+def test_the_balanced_profile_balances_races_genders_and_ages():
+    from faceattr.labels import AGE_MIN
+
+    age, gender, race = sample_labels(20000, seed=0, profile="balanced").T
+    assert np.abs(np.bincount(race, minlength=5) / len(race) - 0.2).max() < 0.015
+    assert abs((gender == 0).mean() - 0.5) < 0.015
+    assert age.min() == AGE_MIN and age.max() == AGE_MAX
+    per_year = np.bincount(age, minlength=AGE_MAX + 1)[AGE_MIN:]   # uniform: about 172 faces at each age
+    assert per_year.min() > 0.7 * per_year.mean() and per_year.max() < 1.3 * per_year.mean()
+
+
+def test_only_the_default_profile_draws_two_races_with_near_equal_skin_tones():
+    from faceattr.sample import SKIN_SPREAD, skin_tone_confusion
+
+    for profile, near in (("utkface", True), ("balanced", False)):
+        confusion = skin_tone_confusion(profile, count=4000).to_numpy()
+        mistaken = confusion - np.diag(np.diag(confusion))
+        assert np.allclose(confusion.sum(axis=1), 1)
+        # borrowed tones alone put about 4% of a race off the diagonal in each column; near tones add far more
+        assert (mistaken.max() > 0.15) == near, profile
+        assert (confusion[0, 2] > 0.15 and confusion[2, 0] > 0.15) == near, profile   # white and asian
+    from faceattr.sample import PROFILES
+
+    tones = np.array(PROFILES["balanced"].skin_tones, float)
+    distances = np.linalg.norm(tones[:, None] - tones[None], axis=2)
+    assert distances[np.triu_indices(5, 1)].min() > 4 * SKIN_SPREAD
+
+
+def test_a_typical_face_has_its_profiles_exact_skin_tone_and_no_noise():
+    from faceattr.sample import IMAGE_PIXELS, PROFILES, typical_face
+
+    for profile in PROFILES:
+        for race in range(5):
+            pixels = np.asarray(typical_face(30, 1, race, profile))
+            centre = pixels[IMAGE_PIXELS // 2 + 8, IMAGE_PIXELS // 2]   # the face's centre: skin
+            assert tuple(centre) == PROFILES[profile].skin_tones[race], (profile, race)
+            assert tuple(pixels[0, 0]) == (140, 140, 140)   # the background at its middle grey, no pixel noise
+
+
+def test_a_sample_remembers_its_profile_and_is_rebuilt_for_another(tmp_path):
+    from faceattr.sample import sample_profile
+
+    folder = ensure_sample(tmp_path / "sample", count=12, seed=0, profile="balanced")
+    assert sample_profile(folder) == "balanced"
+    assert sample_profile(tmp_path) is None
+    ensure_sample(folder, count=12, seed=0)   # the default profile: stale, rebuilt
+    assert sample_profile(folder) == "utkface"
+    assert (folder / "SYNTHETIC.txt").read_text().splitlines()[0] == "faceattr synthetic sample v2: count=12 seed=0"
+
+
+def test_faceattr_sample_draws_the_profile_asked_for(tmp_path, capsys):
+    from faceattr.cli import main
+    from faceattr.data import scan
+
+    assert main(["sample", str(tmp_path / "faces"), "--n", "40", "--profile", "balanced"]) == 0
+    assert "profile balanced" in capsys.readouterr().out
+    frame = scan(tmp_path / "faces").frame
+    expected = sample_labels(40, seed=0, profile="balanced")
+    expected[2] = (55, 0, 0)   # the planted missing-dot name's labels
+    assert sorted(map(tuple, frame[["age", "gender", "race"]].to_numpy())) == sorted(map(tuple, expected.tolist()))
+
+
+def test_an_unknown_profile_is_one_line_that_names_the_choices(tmp_path, capsys):
+    from faceattr.cli import main
+
+    assert main(["sample", str(tmp_path / "faces"), "--profile", "uniform"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "'uniform'" in error and "utkface" in error and "balanced" in error
+    assert not (tmp_path / "faces").exists()
+
+
+def test_the_cue_figure_shows_a_typical_face_per_race_and_age_band():
+    import matplotlib.pyplot as plt
+
+    from faceattr.labels import AGE_BAND_NAMES, RACE_NAMES
+    from faceattr.plots import band_ages, sample_cues
+    from faceattr.sample import typical_face
+
+    figure = sample_cues("balanced", gender=0)
+    try:
+        assert len(figure.axes) == len(RACE_NAMES) * len(AGE_BAND_NAMES)
+        ages = band_ages()
+        assert [age for age in ages] == sorted(ages) and all(str(age) in axis.get_title()
+                                                            for age, axis in zip(ages, figure.axes))
+        shown = figure.axes[len(AGE_BAND_NAMES) + 3].get_images()[0].get_array()   # black, 4th band
+        assert np.array_equal(np.asarray(shown), np.asarray(typical_face(ages[3], 0, 1, "balanced")))
+    finally:
+        plt.close(figure)
+
+
+def test_the_data_sheet_names_a_cue_for_every_label_from_the_drawings_constants():
+    from faceattr.labels import HEAD_NAMES
+    from faceattr.sample import BEARD_MIN_AGE, TONE_BORROWING, drawing_recipe
+
+    recipe = drawing_recipe("balanced")
+    assert {label for label, _cue in recipe} == set(HEAD_NAMES)
+    assert f"{TONE_BORROWING:.0%}" in recipe[("race", "skin tone")]
+    assert f"aged {BEARD_MIN_AGE} or more" in recipe[("gender", "beard")]

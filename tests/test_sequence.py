@@ -1,14 +1,20 @@
 """The lesson sequence's contract: one literal parameters cell each, the package's defaults, bad parameters, a failing
 notebook, the Colab guard. The whole chain with non-default parameters runs in test_install.py, from a wheel."""
 
+import itertools
+import multiprocessing
+import socket
 import subprocess
 import sys
+from pathlib import Path
+from unittest import mock
 
 import nbformat
 import pytest
 
 from faceattr.cli import main
-from faceattr.notebook import lesson_notebooks, notebook_parameters
+from faceattr.errors import SequenceError
+from faceattr.notebook import PARAMETER_RULES, lesson_notebooks, notebook_parameters, run_sequence, typed_parameters
 
 
 def test_every_notebook_has_one_literal_parameters_cell_and_the_lesson_parts():
@@ -40,15 +46,34 @@ def test_notebook_defaults_are_the_package_defaults():
     assert by_name["03"]["image_size"] == by_name["07"]["image_size"] == DEFAULT_IMAGE_SIZE
     assert {parameters["seed"] for parameters in by_name.values()} == {DEFAULT_SEED}
     assert by_name["04"]["batch_size"] == by_name["07"]["batch_size"] == DEFAULT_BATCH_SIZE  # 05's is for prediction
+    from faceattr.defaults import DEFAULT_MIN_FACE_SIZE
     from faceattr.detect import MIN_CONFIDENCE
 
     assert by_name["06"]["min_confidence"] == MIN_CONFIDENCE
+    assert by_name["06"]["min_face_size"] == DEFAULT_MIN_FACE_SIZE
 
 
 @pytest.mark.parametrize("args, fragment", [
     (["-p", "no_such_thing", "1"], "unknown parameter 'no_such_thing'"),
     (["-p", "num_epochs", "many"], "'num_epochs' must be of type int"),
     (["-p", "architectures", "default"], "'architectures' must be of type list"),
+    (["-p", "image_size", "10000"], "image size 10000 is outside 32..512"),
+    (["-p", "num_epochs", "-1"], "epochs=-1 must be at least 1"),
+    (["-p", "study_seeds", "[0,'x']"], "'study_seeds' element 1 ('x') must be of type int"),
+    (["-p", "study_seeds", "[0, -3]"], "element 1 (-3): seed -3 must lie in 0..4294967295"),
+    (["-p", "trunk_filters", "[]"], "'trunk_filters' (-p trunk_filters []): the list is empty"),
+    (["-p", "trunk_filters", "[8]", "-p", "image_size", "24"], "image size 24 is outside 32..512"),
+    (["-p", "trunk_filters", "[8, 8, 8, 8, 8, 8]", "-p", "image_size", "32"], "too small for 6 pooling blocks"),
+    (["-p", "loss_balance", "normalized"], "unknown loss balance 'normalized'; choose one of: fixed, normalised, "
+                                           "uncertainty"),
+    (["-p", "architectures", "['default', 'resnet']"], "unknown arch 'resnet'; choose one of: default"),
+    (["-p", "balances", "['none', 'oversample']"], "unknown balance 'oversample'"),
+    (["-p", "cue_race", "martian"], "unknown race 'martian'; choose one of: white"),
+    (["-p", "learning_rate", "0"], "learning rate 0.0 must be more than 0"),
+    (["-p", "min_confidence", "5"], "minimum confidence 5.0 must lie in 0..1"),
+    (["-p", "min_face_size", "-5"], "minimum face size -5 must be more than 0"),
+    (["-p", "run_dir", "elsewhere"], "--out"),
+    (["--data", "/no/such/folder"], "/no/such/folder does not exist"),
 ])
 def test_bad_parameters_fail_before_any_notebook_runs(args, fragment, tmp_path, capsys):
     assert main(["run", "--out", str(tmp_path / "run"), *args]) == 2
@@ -56,10 +81,39 @@ def test_bad_parameters_fail_before_any_notebook_runs(args, fragment, tmp_path, 
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("train_args, run_args", [
+    (["--image-size", "10000"], ["-p", "image_size", "10000"]),
+    (["--epochs", "0"], ["-p", "num_epochs", "0"]),
+    (["--batch-size", "0"], ["-p", "batch_size", "0"]),
+    (["--learning-rate", "-1"], ["-p", "learning_rate", "-1"]),
+    (["--loss-balance", "normalized"], ["-p", "loss_balance", "normalized"]),
+])
+def test_run_refuses_what_train_refuses_with_the_same_rule(train_args, run_args, tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "trained"), *train_args]) == 2
+    reason = capsys.readouterr().err.split("error: ", 1)[1].strip()
+    assert main(["run", "--out", str(tmp_path / "run"), *run_args]) == 2
+    assert reason in capsys.readouterr().err
+    assert not (tmp_path / "trained").exists() and not (tmp_path / "run").exists()
+
+
+def test_a_parameter_without_a_rule_is_still_checked_for_its_type_element_by_element(monkeypatch):
+    monkeypatch.delitem(PARAMETER_RULES, "study_seeds")
+    assert typed_parameters({"study_seeds": "[7, 8]"}, lesson_notebooks()) == {"study_seeds": [7, 8]}
+    assert typed_parameters({"study_seeds": "[-7]"}, lesson_notebooks()) == {"study_seeds": [-7]}  # no rule: no range
+    with pytest.raises(SequenceError, match=r"'study_seeds' element 1 \(2.5\) must be of type int"):
+        typed_parameters({"study_seeds": "[1, 2.5]"}, lesson_notebooks())
+
+
+def test_every_rule_belongs_to_a_notebook_parameter():
+    names = {name for path in lesson_notebooks() for name in notebook_parameters(path)}
+    assert set(PARAMETER_RULES) <= names
+
+
 def test_a_failing_notebook_names_itself_and_the_cell(tmp_path, capsys):
-    assert main(["run", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "run")]) == 2
+    (tmp_path / "empty").mkdir()
+    assert main(["run", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "run")]) == 2
     error = capsys.readouterr().err
-    assert "01_parse_data.ipynb failed in cell" in error and "does not exist" in error
+    assert "01_parse_data.ipynb failed in cell" in error and "holds no valid UTKFace images" in error
 
 
 def test_without_the_kit_installed_the_first_code_cell_says_what_to_run(tmp_path):
@@ -75,3 +129,55 @@ def test_without_the_kit_installed_the_first_code_cell_says_what_to_run(tmp_path
         last = result.stderr.strip().splitlines()[-1]
         assert last.startswith("ModuleNotFoundError: faceattr is not installed"), path.name
         assert "make lab" in last and "%pip install" in last, path.name
+
+
+def tiny_notebook(path: Path, source: str) -> Path:
+    """A one-cell lesson notebook with the parameters cell `run_dir = "x"`."""
+    parameters = nbformat.v4.new_code_cell('run_dir = "x"')
+    parameters.metadata["tags"] = ["parameters"]
+    notebook = nbformat.v4.new_notebook(cells=[parameters, nbformat.v4.new_code_cell(source)])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, path)
+    return path
+
+
+MEET = """import pathlib, time
+here = pathlib.Path(run_dir)
+(here / "started").write_text("")
+deadline = time.time() + 30
+while len(list(here.parent.glob("*/started"))) < 2 and time.time() < deadline:  # both kernels up at once
+    time.sleep(0.1)
+"""
+
+
+def sequence_offered_ports(out: str, notebook: str, ports: list[int]) -> None:
+    """Run the kit's sequence over one notebook, every kernel port being picked from `ports`: what two processes
+    that each look for a free port at the same moment get (the race behind `ZMQError: Address already in use`)."""
+    from jupyter_client.provisioning.local_provisioner import LocalPortCache
+
+    offered = itertools.cycle(ports)
+    LocalPortCache.find_available_port = lambda self, ip: next(offered)
+    with mock.patch("faceattr.notebook.lesson_notebooks", lambda folder=None: [Path(notebook)]):
+        run_sequence(out, "sample")
+
+
+def test_two_sequences_started_at_once_both_finish_and_their_kernels_stay_quiet(tmp_path):
+    notebook = tiny_notebook(tmp_path / "01_meet.ipynb", MEET)
+    sockets = [socket.socket() for _ in range(5)]
+    for each in sockets:
+        each.bind(("127.0.0.1", 0))
+    ports = [each.getsockname()[1] for each in sockets]
+    for each in sockets:
+        each.close()
+    context = multiprocessing.get_context("spawn")
+    runs = [context.Process(target=sequence_offered_ports, args=(str(tmp_path / name), str(notebook), ports))
+            for name in ("first", "second")]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(180)
+    assert [run.exitcode for run in runs] == [0, 0]
+    for name in ("first", "second"):
+        assert (tmp_path / name / "started").exists()
+        log = (tmp_path / name / "notebooks" / "kernel-stderr.log").read_text()
+        assert "without encryption" not in log, log
