@@ -104,7 +104,7 @@ def command_run(args: argparse.Namespace) -> int:
 
     overrides = dict(args.parameter or [])
     started = time.perf_counter()
-    run_sequence(args.out, args.data, overrides)
+    run_sequence(args.out, args.data, overrides, path_name=args.path)
     print(f"whole sequence: {time.perf_counter() - started:.0f} s")
     run = RunFolder(args.out)
     if run.metrics.exists():
@@ -395,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the whole notebook sequence with papermill (what `make run` does)")
     run.add_argument("--data", default="auto", help='a folder, a .tar.gz, "sample" or "auto" (default)')
     run.add_argument("--out", default="runs/latest", help="run folder (default runs/latest)")
+    run.add_argument("--path", default="all", help="all (default) or core: only the cells not tagged 'extension', "
+                     "the 90-minute class (notebooks/README.md)")
     run.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
                      help="override a notebook parameter, e.g. -p num_epochs 20 (repeatable)")
     run.set_defaults(handler=command_run)

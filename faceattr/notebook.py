@@ -21,6 +21,7 @@ from faceattr.errors import SequenceError, SettingsError
 from faceattr.labels import RACE_NAMES
 from faceattr.data import PROJECT_ROOT, data_in_use, data_location, is_sample
 from faceattr.files import full_disk_as_error
+from faceattr.paths import check_path, path_cells
 from faceattr.runs import RunFolder
 
 
@@ -235,23 +236,25 @@ def kernel_options(sockets: Path) -> dict:
     return {"config": Config({"KernelManager": {"transport": "ipc", "ip": str(sockets / "kernel")}})}
 
 
-def run_notebook(path: Path, target: Path, parameters: dict[str, object], cwd: Path) -> None:
-    """Execute one notebook with papermill into `target`, in a fresh kernel whose sockets live in a private
-    temporary folder (see `kernel_options`)."""
+def run_notebook(path: Path | dict, target: Path, parameters: dict[str, object], cwd: Path) -> None:
+    """Execute one notebook (a file, or an nbformat node) with papermill into `target`, in a fresh kernel whose
+    sockets live in a private temporary folder (see `kernel_options`)."""
     import papermill
 
     with tempfile.TemporaryDirectory(prefix="faceattr-kernel-") as sockets:
-        papermill.execute_notebook(str(path), str(target), parameters=parameters, cwd=str(cwd),
-                                   kernel_name="python3", progress_bar=False, **kernel_options(Path(sockets)))
+        papermill.execute_notebook(path if isinstance(path, dict) else str(path), str(target), parameters=parameters,
+                                   cwd=str(cwd), kernel_name="python3", progress_bar=False, **kernel_options(Path(sockets)))
 
 
 def run_sequence(out_dir: str | Path, data: str = "auto", overrides: dict[str, str] | None = None,
-                 report=print) -> list[Path]:
-    """Execute every lesson notebook with papermill into OUT_DIR/notebooks; return their paths.
+                 report=print, path_name: str = "all") -> list[Path]:
+    """Execute every lesson notebook (only its cells on PATH_NAME, see PATHS) with papermill into OUT_DIR/notebooks;
+    return their paths.
 
     OUT_DIR is refused when it is inside the data, or holds a file under one of the kit's names that the kit did not
     write. Its lock is held throughout and lent to the notebooks' kernels, so a `faceattr train` into it meanwhile is
     refused (and the other way round); a shared lock keeps `faceattr cache --clear` off the data's extraction."""
+    check_path(path_name)
     notebooks = lesson_notebooks()
     values = typed_parameters(overrides or {}, notebooks)
     data = str(values.pop("data_dir", data))
@@ -270,20 +273,25 @@ def run_sequence(out_dir: str | Path, data: str = "auto", overrides: dict[str, s
     with run.writing(replacing=[]), run.lock_lent_to_children(), data_in_use(data_path), full_disk_as_error(out):
         run.refuse_foreign([*run.named_files(), *outputs])
         try:
-            return execute_notebooks(notebooks, values, data, out, report)
+            return execute_notebooks(notebooks, values, data, out, report, path_name)
         finally:
             run.manifest.record(*(path for path in outputs if path.exists()))
 
 
 def execute_notebooks(notebooks: list[Path], values: dict[str, object], data: str, out: Path,
-                      report=print) -> list[Path]:
+                      report=print, path_name: str = "all") -> list[Path]:
     """Execute `notebooks` in order with papermill into OUT/notebooks, each given those of `values` it takes (and
-    its run_dir and data_dir); return the executed copies' paths."""
+    its run_dir and data_dir), each cut to its cells on PATH_NAME (one with no code there is skipped); return the
+    executed copies' paths."""
     from papermill.exceptions import PapermillExecutionError
 
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
     written = []
     for path in notebooks:
+        cells = path_cells(path, path_name)
+        if cells is None:
+            report(f"{path.name:32s} skipped (not on the {path_name} path)")
+            continue
         accepted = notebook_parameters(path)
         parameters = {name: value for name, value in values.items() if name in accepted}
         parameters.update({name: value for name, value in (("run_dir", str(out)), ("data_dir", data))
@@ -292,7 +300,7 @@ def execute_notebooks(notebooks: list[Path], values: dict[str, object], data: st
         started = time.perf_counter()
         try:
             with stderr_to(str(out / "notebooks" / KERNEL_LOG)):  # kernel start-up chatter
-                run_notebook(path, target, parameters, cwd=out)
+                run_notebook(cells, target, parameters, cwd=out)
         except PapermillExecutionError as error:
             raise SequenceError(f"{path.name} failed in cell {error.exec_count} ({error.ename}: {error.evalue}); "
                                 f"the executed notebook is {target}") from None

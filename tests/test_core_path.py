@@ -1,0 +1,74 @@
+"""The 90-minute core path: the cells not tagged `extension` run alone, and need nothing an extension defines."""
+
+import nbformat
+import pytest
+
+from faceattr.cli import main
+from faceattr.errors import SequenceError
+from faceattr.notebook import lesson_notebooks
+from faceattr.paths import extension_reads, is_extension, path_cells
+
+CHEAP = ["-p", "image_size", "32", "-p", "num_epochs", "1", "-p", "batch_size", "32", "-p", "trunk_filters",
+         "[8, 16, 32]"]
+
+
+def test_the_core_path_is_marked_in_tags_and_headings():
+    for path in lesson_notebooks():
+        notebook = nbformat.read(path, as_version=4)
+        tagged = [cell for cell in notebook.cells if is_extension(cell)]
+        if len(tagged) == len(notebook.cells):  # a whole notebook outside the core path says so in its title
+            assert notebook.cells[0].source.startswith("# Extension: "), path.name
+            continue
+        parameters = next(cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", []))
+        assert not is_extension(parameters), path.name
+        for index, cell in enumerate(notebook.cells):  # each extension section opens with its heading
+            if is_extension(cell) and (index == 0 or not is_extension(notebook.cells[index - 1])):
+                assert cell.source.startswith(("## Extension: ", "### Extension: ")), (path.name, index)
+    core = [path.name[:2] for path in lesson_notebooks()
+            if not all(is_extension(cell) for cell in nbformat.read(path, as_version=4).cells)]
+    assert core == ["01", "02", "03", "04", "05", "06"]
+
+
+def test_no_core_cell_reads_a_name_only_an_extension_cell_defines():
+    for path in lesson_notebooks():
+        assert extension_reads(nbformat.read(path, as_version=4)) == [], path.name
+
+
+def test_the_static_check_finds_a_core_cell_that_needs_an_extension():
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"),
+                                               nbformat.v4.new_code_cell("y = x + 1", metadata={"tags": ["extension"]}),
+                                               nbformat.v4.new_code_cell("print(y, [z for z in range(x)])")])
+    assert extension_reads(notebook) == [(2, "y", "")]
+
+
+def test_a_core_run_that_needs_an_extension_names_the_section(tmp_path):
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_markdown_cell("## Extension: 2. More", metadata={"tags": ["extension"]}),
+        nbformat.v4.new_code_cell("y = x + 1", metadata={"tags": ["extension"]}),
+        nbformat.v4.new_code_cell("print(y)")])
+    nbformat.write(notebook, tmp_path / "10_more.ipynb")
+    with pytest.raises(SequenceError, match=r"core cell 3 reads 'y', which only the section 'Extension: 2. More'"):
+        path_cells(tmp_path / "10_more.ipynb", "core")
+    assert len(path_cells(tmp_path / "10_more.ipynb", "all").cells) == 4
+
+
+def test_an_unknown_path_is_one_line_naming_the_choices(tmp_path, capsys):
+    assert main(["run", "--path", "short", "--out", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "unknown path 'short'" in error and "all, core" in error and len(error.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.trains
+def test_the_core_path_runs_alone_and_leaves_the_extensions_out(sample_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "--path", "core", "--data", str(sample_dir), "--out", str(out), *CHEAP]) == 0
+    report = capsys.readouterr().out
+    executed = sorted(path.name[:2] for path in (out / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert executed == ["01", "02", "03", "04", "05", "06"]
+    assert "07_experiments.ipynb" in report and "skipped" in report
+    assert (out / "figures" / "prediction_grid.png").exists()
+    for name in executed:
+        notebook = nbformat.read(next((out / "notebooks").glob(f"{name}_*.ipynb")), as_version=4)
+        assert not any(is_extension(cell) for cell in notebook.cells), name
