@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from faceattr.errors import DiskFullError, FaceattrError
@@ -105,9 +105,10 @@ def current_umask() -> int:
 
 
 @contextmanager
-def locked(lock_path: str | Path, blocking: bool = True) -> Iterator[bool]:
-    """Hold an exclusive lock on `lock_path` for the block; yields False (without waiting) if `blocking` is False
-    and another process holds it.
+def locked(lock_path: str | Path, blocking: bool = True, shared: bool = False) -> Iterator[bool]:
+    """Hold a lock on `lock_path` for the block: exclusive, or with `shared` one of any number of readers (an
+    exclusive holder waits for them); yields False (without waiting) if `blocking` is False and another process
+    holds it in a way that excludes this one.
 
     The lock file is opened read-only (a lock needs no write access), so a lock file another user made first in a
     shared folder still works; one this user cannot even read is a one-line FaceattrError."""
@@ -123,7 +124,8 @@ def locked(lock_path: str | Path, blocking: bool = True) -> Iterator[bool]:
             yield True
             return
         try:
-            fcntl.flock(stream.fileno(), fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+            fcntl.flock(stream.fileno(), mode | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:
             yield False
             return
@@ -133,31 +135,9 @@ def locked(lock_path: str | Path, blocking: bool = True) -> Iterator[bool]:
             fcntl.flock(stream.fileno(), fcntl.LOCK_UN)
 
 
-@contextmanager
-def shared_lock(lock_path: str | Path, blocking: bool = True) -> Iterator[bool]:
-    """Hold a shared lock on `lock_path` for the block: any number of readers at once, while `locked` (exclusive)
-    waits for them, or with blocking=False skips; yields False (without waiting) if `blocking` is False and an
-    exclusive holder has it. Opened read-only like `locked`'s, so the two lock the same file."""
-    lock_path = Path(lock_path)
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        descriptor = os.open(lock_path, os.O_RDONLY | os.O_CREAT, 0o666)
-    except PermissionError:
-        raise FaceattrError(f"the lock file {lock_path} belongs to another user and cannot be opened; ask them to "
-                            "remove it, or use a folder of your own.") from None
-    with os.fdopen(descriptor) as stream:
-        if fcntl is None:
-            yield True
-            return
-        try:
-            fcntl.flock(stream.fileno(), fcntl.LOCK_SH | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(stream.fileno(), fcntl.LOCK_UN)
+def shared_lock(lock_path: str | Path, blocking: bool = True) -> AbstractContextManager[bool]:
+    """`locked(..., shared=True)`: a reader's lock."""
+    return locked(lock_path, blocking, shared=True)
 
 
 class FileTooLarge(ValueError):

@@ -235,7 +235,7 @@ def test_train_into_a_folder_faceattr_run_is_writing_is_refused_and_its_notebook
     def execute_notebook(source, target, **kwargs):
         """While the sequence runs: a kernel it started writes; a `faceattr train` started elsewhere is refused."""
         Path(target).write_text("{}")
-        if Path(source).name.startswith("04"):
+        if Path(target).name.startswith("04"):  # the source is the notebook cut to its path
             seen["kernel"] = subprocess.run([sys.executable, "-c", notebook_04.format(out=str(out))],
                                             capture_output=True, text=True)  # inherits the sequence's environment
             seen["train"] = subprocess.run([sys.executable, "-m", "faceattr.cli", "train", "--data", str(faces),
