@@ -82,18 +82,19 @@ def command_scan(args: argparse.Namespace) -> int:
 
 def command_cache(args: argparse.Namespace) -> int:
     """List the kit's cache (tarball extractions, scan results, decoded images), or clear it."""
-    from faceattr.data import cache_entries, clear_cache, default_cache_dir
+    from faceattr.data import cache_entries, clear_cache, usable_cache_dir
 
+    cache_dir = usable_cache_dir()  # the folder the kit really uses: the private fallback when it had to choose one
     if args.clear:
-        freed, busy = clear_cache()
-        print(f"freed {freed / 1e6:.1f} MB in {default_cache_dir()}"
+        freed, busy = clear_cache(cache_dir)
+        print(f"freed {freed / 1e6:.1f} MB in {cache_dir}"
               + (f"; kept {len(busy)} entries another process is using" if busy else ""))
         return 0
-    entries = cache_entries()
+    entries = cache_entries(cache_dir)
     for entry in entries:
         print(f"{entry['kind']:10s} {entry['bytes'] / 1e6:9.1f} MB  {entry['path']}"
               + (f"  ({'from ' if entry['kind'] == 'extraction' else ''}{entry['source']})" if entry["source"] else ""))
-    print(f"{len(entries)} entries, {sum(e['bytes'] for e in entries) / 1e6:.1f} MB in {default_cache_dir()}; "
+    print(f"{len(entries)} entries, {sum(e['bytes'] for e in entries) / 1e6:.1f} MB in {cache_dir}; "
           "`faceattr cache --clear` deletes them (they are rebuilt when needed)")
     return 0
 
@@ -247,6 +248,7 @@ def command_predict(args: argparse.Namespace) -> int:
                       f"detector {quality['confidence']:.2f}"
                       + (", cut by the border" if quality["cut_by_border"] else ""))
         if args.annotate:
+            target = Path(args.annotate)  # named in the OSError line, should output_path itself fail
             try:
                 target = output_path(args.annotate, f"{Path(photo_path).stem}_faces.jpg", photo_path, args.photos,
                                      written)
@@ -288,6 +290,7 @@ def command_explain(args: argparse.Namespace) -> int:
             maps = {head: upsample(grad_cam(model, batch, head, layer)[0], batch.shape[1]) for head in HEADS}
             titles = {"age": f"age {face['age']:.0f}", "gender": face["gender"], "race": face["race"]}
             figure = heatmap_row(batch[0], maps, titles, SYNTHETIC_NOTE if provenance["synthetic"] else "")
+            target = Path(args.out)  # named in the OSError line, should output_path itself fail
             try:
                 target = output_path(args.out, f"{Path(photo_path).stem}_face{index}_gradcam.png", photo_path,
                                      args.photos, outputs)

@@ -39,7 +39,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MAX_IMAGE_BYTES = 50_000_000  # a face photo is far smaller: a file over this is skipped, never read whole
 MAX_EXTRACTED_BYTES = 20_000_000_000  # an archive whose files add up to more is refused before extraction
 FALLBACK_PREFIX = "faceattr-cache-"  # a private temporary cache folder's name starts so (see private_fallback_dir)
-_noted_fallbacks: set[Path] = set()  # cache folders whose refusal this process has already explained
+CACHE_SUBFOLDERS = ("extracted", "scans", "decoded")  # the cache's parts: tarball extractions, scans, image stores
+_chosen_cache_dirs: dict[Path, Path] = {}  # wanted cache folder -> the one this process uses (usable_cache_dir)
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,8 @@ def private_folder_problem(path: Path) -> str | None:
     writable, and neither it nor a subfolder may be another user's or writable by others."""
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for name in CACHE_SUBFOLDERS:  # made here, private, before a lock or a write makes them with the umask's mode
+            (path / name).mkdir(mode=0o700, exist_ok=True)
         for folder in (path, *(child for child in path.iterdir() if child.is_dir())):
             problem = folder_problem(folder)
             if problem:
@@ -243,8 +246,9 @@ def private_fallback_dir() -> Path:
     """A private temporary cache folder: an earlier one of this user's (mode 700, theirs), else a fresh one made by
     `tempfile.mkdtemp`, never a predictable path someone else could have made first."""
     for candidate in sorted(Path(tempfile.gettempdir()).glob(f"{FALLBACK_PREFIX}*")):
-        try:
-            if folder_problem(candidate) is None and not candidate.stat().st_mode & 0o077:
+        try:  # a link there is someone else's pointer into one of this user's private folders
+            private = not candidate.is_symlink() and not candidate.stat().st_mode & 0o077
+            if private and folder_problem(candidate) is None:
                 return candidate
         except OSError:
             continue
@@ -253,18 +257,19 @@ def private_fallback_dir() -> Path:
 
 def usable_cache_dir() -> Path:
     """The cache folder when it is this user's own and writable, else a private temporary one (with a note on
-    stderr, once per process, saying why)."""
+    stderr saying why); chosen once per process and wanted folder, so one run never spreads over two caches."""
     wanted = default_cache_dir()
+    if wanted in _chosen_cache_dirs:
+        return _chosen_cache_dirs[wanted]
     problem = private_folder_problem(wanted)
-    if problem is None:
-        return wanted
-    fallback = private_fallback_dir()
-    if wanted not in _noted_fallbacks:
-        _noted_fallbacks.add(wanted)
-        print(f"note: the cache folder {wanted} is not used: {problem}. Using the private folder {fallback} instead; "
-              "set FACEATTR_CACHE_DIR to a folder only you can write (for a class: one folder per student) to keep "
-              "the cache.", file=sys.stderr)
-    return fallback
+    chosen = wanted if problem is None else private_fallback_dir()
+    if problem is not None:
+        fix = f" (`chmod -R go-w {wanted}` makes it private)" if "other users can write" in problem else ""
+        print(f"note: the cache folder {wanted} is not used: {problem}{fix}. Using the private folder {chosen} "
+              "instead; set FACEATTR_CACHE_DIR to a folder only you can write (for a class: one folder per student) "
+              "to keep the cache.", file=sys.stderr)
+    _chosen_cache_dirs[wanted] = chosen
+    return chosen
 
 
 def list_files(root: Path) -> tuple[list[tuple[str, int, int]], list[dict[str, str]]]:
@@ -532,7 +537,8 @@ def scan(data: str | Path, progress: bool = False, cache: bool = True) -> ScanRe
     if result is None:
         result = scan_folder(root, progress=progress, listing=listing)
         if cache:
-            atomic_write_json(cache_file, {"frame": frame_to_json(result.frame), "skipped": frame_to_json(result.skipped)})
+            atomic_write_json(cache_file, {"frame": frame_to_json(result.frame),
+                                           "skipped": frame_to_json(result.skipped)})
     if result.frame.empty:
         raise DataError(f"{path} holds no valid UTKFace images ({len(result.skipped)} files skipped). "
                         "Files must be named age_gender_race_datetime.jpg; see data/README.md.")

@@ -28,7 +28,11 @@ def cell_names(source: str) -> tuple[set[str], set[str]]:
     """The names a code cell binds and the names it reads (IPython magics and shell lines left out)."""
     code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
     bound, read = set(), set()
-    for node in ast.walk(ast.parse(code)):
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:  # IPython syntax (`x = !ls`, `obj?`) or a half-finished edit: running the cell will say
+        return bound, read
+    for node in ast.walk(tree):
         if isinstance(node, ast.Name):
             (bound if isinstance(node.ctx, (ast.Store, ast.Del)) else read).add(node.id)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):

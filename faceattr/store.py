@@ -81,19 +81,19 @@ def trailer(checksum: int) -> bytes:
     return CHECKSUM_MAGIC + checksum.to_bytes(4, "big")
 
 
-def reserve(descriptor: int, size: int) -> None:
-    """Allocate `size` bytes of disk for the open file (a full disk raises OSError now, not SIGBUS when a mapped
-    page is first written): `os.posix_fallocate`, else zeros written out."""
+def reserve(descriptor: int, offset: int, size: int) -> None:
+    """Allocate the open file's disk from `offset` up to `size` bytes (a full disk raises OSError now, not SIGBUS
+    when a mapped page is first written): `os.posix_fallocate`, else zeros written out after `offset`."""
     if hasattr(os, "posix_fallocate"):
         try:
-            os.posix_fallocate(descriptor, 0, size)
+            os.posix_fallocate(descriptor, offset, size - offset)
             return
         except OSError as error:
             if error.errno in DISK_FULL_ERRNOS:
                 raise  # else a file system without it: write the zeros instead
     block = bytes(1 << 20)
-    os.lseek(descriptor, 0, os.SEEK_SET)
-    for start in range(0, size, len(block)):
+    os.lseek(descriptor, offset, os.SEEK_SET)
+    for start in range(offset, size, len(block)):
         os.write(descriptor, block[:min(len(block), size - start)])
 
 
@@ -104,7 +104,8 @@ def new_store(path: Path, shape: tuple[int, ...]) -> np.memmap:
     with open(path, "r+b") as stream:
         np.lib.format.write_array_header_1_0(stream, header)
         offset = stream.tell()
-        reserve(stream.fileno(), offset + int(np.prod(shape)) + TRAILER_BYTES)
+        stream.flush()  # the header reaches the file before `reserve` writes past it
+        reserve(stream.fileno(), offset, offset + int(np.prod(shape)) + TRAILER_BYTES)
     return np.memmap(path, dtype=np.uint8, mode="r+", offset=offset, shape=shape)
 
 
@@ -152,7 +153,7 @@ def decoded_images(paths: Sequence[str], image_size: int) -> np.ndarray:
     if not paths:
         return np.zeros(shape, np.uint8)
     path = store_path(paths, image_size)
-    with shared_lock(f"{path}.lock"):  # a reader: `cache --clear` leaves the store alone meanwhile
+    with shared_lock(f"{path}.lock"):  # a reader: `cache --clear` leaves the store alone while it is opened
         pixels = read_store(path, len(paths), image_size, report=False)
         if pixels is not None:
             return pixels
@@ -168,4 +169,5 @@ def decoded_images(paths: Sequence[str], image_size: int) -> np.ndarray:
             print(f"note: could not write the decoded-image store {path} ({error.strerror or error}); decoding into "
                   "memory instead. Free some disk space or set FACEATTR_CACHE_DIR to keep it.", file=sys.stderr)
             return decode_into(np.empty(shape, np.uint8), paths, image_size)
-        return np.load(path, mmap_mode="r")
+        pixels = read_store(path, len(paths), image_size)
+        return pixels if pixels is not None else decode_into(np.empty(shape, np.uint8), paths, image_size)

@@ -157,3 +157,38 @@ def test_a_model_holding_code_is_refused_in_one_line(tmp_path):
     keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs)).save(RunFolder(tmp_path).model)
     with pytest.raises(RunDirError, match="holds Python code .* never runs from a file"):
         RunFolder(tmp_path).load_model()
+
+
+def test_a_cache_made_under_umask_002_stays_private_for_the_whole_run(tmp_path, monkeypatch):
+    wanted = tmp_path / "cache"
+    monkeypatch.setenv("FACEATTR_CACHE_DIR", str(wanted))
+    old_mask = os.umask(0o002)  # Ubuntu's default for ordinary users: new folders are group-writable
+    try:
+        assert data.usable_cache_dir() == wanted
+        with locked(wanted / "decoded" / "x.npy.lock"):  # a lock's mkdir must not open the folder to the group
+            pass
+        getattr(data, "_chosen_cache_dirs", {}).clear()  # as a later process would choose again
+        assert data.usable_cache_dir() == wanted
+    finally:
+        os.umask(old_mask)
+
+
+def test_a_planted_link_is_never_taken_for_the_private_fallback(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    secrets = tmp_path / "home" / ".ssh"
+    secrets.mkdir(parents=True, mode=0o700)
+    (tmp_path / "faceattr-cache-aaa").symlink_to(secrets)  # sorts first among the candidates
+    assert data.private_fallback_dir().resolve() != secrets.resolve()
+
+
+def test_faceattr_cache_lists_the_folder_the_kit_really_uses(tmp_path, monkeypatch, capsys):
+    from faceattr.cli import main
+
+    shared = tmp_path / "class-cache"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monkeypatch.setenv("FACEATTR_CACHE_DIR", str(shared))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert main(["cache"]) == 0
+    listed = capsys.readouterr().out.strip().splitlines()[-1]
+    assert f"in {data.usable_cache_dir()};" in listed and f"in {shared};" not in listed

@@ -72,3 +72,10 @@ def test_the_core_path_runs_alone_and_leaves_the_extensions_out(sample_dir, tmp_
     for name in executed:
         notebook = nbformat.read(next((out / "notebooks").glob(f"{name}_*.ipynb")), as_version=4)
         assert not any(is_extension(cell) for cell in notebook.cells), name
+
+
+def test_a_cell_that_does_not_parse_binds_and_reads_nothing():
+    from faceattr.paths import cell_names
+
+    assert cell_names("files = !ls\nmodel?") == (set(), set())  # IPython syntax: running it will say
+    assert cell_names("x = y + 1") == ({"x"}, {"y"})
