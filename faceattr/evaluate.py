@@ -172,6 +172,15 @@ def shuffled_gaps(scores: np.ndarray, codes: np.ndarray, shuffles: int = GAP_SHU
     return np.array([np.ptp(group_means(scores, rng.permutation(codes), sizes)) for _ in range(shuffles)])
 
 
+def permutation_p_value(scores: np.ndarray, codes: np.ndarray, shuffles: int = GAP_SHUFFLES,
+                        seed: int = GAP_SEED) -> float:
+    """The share of `shuffles` shuffles of the group codes 0..k-1 that give a gap (largest minus smallest group
+    mean of `scores`) at least as large as the observed one; the observed labels count as one shuffle."""
+    gap = np.ptp(group_means(scores, codes, np.bincount(codes)))
+    chance = shuffled_gaps(scores, codes, shuffles, seed)
+    return float((1 + (chance >= gap - GAP_TOLERANCE).sum()) / (1 + shuffles))
+
+
 @dataclass(frozen=True)
 class GapTest:
     """A permutation test of the gap between the best and the worst group on one head."""
@@ -209,12 +218,11 @@ def group_gap_test(predictions: pd.DataFrame, head: str, by: str | list[str] = "
     scores = head_scores(predictions, head)[kept]
     means = group_means(scores, codes, np.bincount(codes))
     gap = float(np.ptp(means))
-    chance = shuffled_gaps(scores, codes, shuffles, seed)
     best, worst = (means.argmin(), means.argmax()) if head == "age" else (means.argmax(), means.argmin())
     return GapTest(head=head, groups=" x ".join(column.removesuffix("_name") for column in columns),
                    best=str(names[best]), best_score=float(means[best]), worst=str(names[worst]),
                    worst_score=float(means[worst]), gap=gap,
-                   p_value=float((1 + (chance >= gap - GAP_TOLERANCE).sum()) / (1 + shuffles)),
+                   p_value=permutation_p_value(scores, codes, shuffles, seed),
                    shuffles=shuffles, ranked=len(names))
 
 

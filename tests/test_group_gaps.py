@@ -96,3 +96,12 @@ def test_notebooks_05_and_09_read_the_shared_test_and_never_an_interval_overlap(
         code = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
         assert "group_gap_test" in code and "gap_reading" in code, name
         assert "overlap" not in code, f"{name} reads something from whether two intervals overlap"
+
+
+def test_the_p_value_on_raw_scores_is_the_gap_tests_own():
+    from faceattr.evaluate import head_scores, permutation_p_value
+
+    frame = predictions({"asian": 0.6})
+    codes, _ = pd.factorize(frame["race_name"], sort=True)
+    p_value = permutation_p_value(head_scores(frame, "race"), codes)
+    assert p_value == group_gap_test(frame, "race", "race_name").p_value and p_value < GAP_ALPHA
