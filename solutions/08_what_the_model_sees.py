@@ -12,17 +12,6 @@ from _shared import SEED, TOKEN_EPOCHS, TOKEN_IMAGE_SIZE, small_run, split_of
 NUM_FACES = 4           # the notebook's num_faces
 
 
-def as_arrays(frame: pd.DataFrame, size: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Every image of `frame` at `size` px (float32, 0..255) and its labels, through the kit's tf.data pipeline."""
-    from faceattr.pipeline import make_dataset
-
-    batches = list(make_dataset(frame, size, batch_size=512, cache=False))
-    images = np.concatenate([images.numpy() for images, _ in batches])
-    labels = {head: np.concatenate([targets[head].numpy() for _, targets in batches])
-              for head in ("age", "gender", "race")}
-    return images, labels
-
-
 def kept_model(data_dir: str):
     """The token run's kept model (the default recipe, trained as notebook 04 does) and its image size."""
     from faceattr.runs import RunFolder
@@ -48,6 +37,7 @@ def exercise_1(data_dir: str, work_dir: Path) -> dict:
     import tensorflow as tf
 
     from faceattr.explain import grad_cam, last_conv_layer
+    from faceattr.pipeline import as_arrays
 
     model, image_size = kept_model(data_dir)
     split = split_of(data_dir)
@@ -88,6 +78,7 @@ def exercise_2(data_dir: str, work_dir: Path) -> dict:
     from faceattr.defaults import resolve_recipe
     from faceattr.labels import RACE_NAMES
     from faceattr.train import build_compiled
+    from faceattr.pipeline import as_arrays
 
     image_size, num_epochs = TOKEN_IMAGE_SIZE, 2 * TOKEN_EPOCHS    # the notebook: 48 px, 3 epochs
     split = split_of(data_dir)
@@ -135,6 +126,7 @@ def exercise_3(data_dir: str, work_dir: Path) -> dict:
     each head agrees (a correlation above 0.3); a map that is constant (no heat, or a patch that changes nothing)
     has no rank correlation at all. Trust a head's heat map only where the two methods agree on most faces."""
     from faceattr.explain import HEADS, grad_cam, occlusion, upsample
+    from faceattr.pipeline import as_arrays
 
     model, image_size = kept_model(data_dir)
     split = split_of(data_dir)
@@ -167,6 +159,7 @@ def exercise_4(data_dir: str, work_dir: Path) -> dict:
     centre than an even spread; below, denser at hair, outline or background. Only above 50% is most of it there. On real UTKFace (`python solutions/run.py 08 4 --data data/UTKFace`) the
     crops put eyes, nose and mouth in the centre, and a head that still looks at the edges has found a cue there."""
     from faceattr.explain import HEADS, grad_cam, upsample
+    from faceattr.pipeline import as_arrays
 
     model, image_size = kept_model(data_dir)
     split = split_of(data_dir)

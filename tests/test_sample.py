@@ -5,7 +5,7 @@ import hashlib
 import numpy as np
 
 from faceattr.labels import AGE_MAX
-from faceattr.sample import RACE_COUNTS, ensure_sample, sample_labels, write_sample
+from faceattr.sample import RACE_COUNTS, ensure_sample, race_drawing_note, sample_labels, write_sample
 
 
 def digest(folder):
@@ -189,3 +189,15 @@ def test_the_data_sheet_names_a_cue_for_every_label_from_the_drawings_constants(
     assert {label for label, _cue in recipe} == set(HEAD_NAMES)
     assert f"{TONE_BORROWING:.0%}" in recipe[("race", "skin tone")]
     assert f"aged {BEARD_MIN_AGE} or more" in recipe[("gender", "beard")]
+
+
+def test_the_worst_race_is_read_against_how_the_sample_draws_it(tmp_path):
+    """On the default profile asian and white skin tones are near-equal: a weak asian score reads the drawing.
+    Black has a tone of its own; on the balanced profile every race does; real photos have no drawing at all."""
+    default = write_sample(tmp_path / "default", count=20)
+    balanced = write_sample(tmp_path / "balanced", count=20, profile="balanced")
+    assert "takes" in race_drawing_note(default, "asian female") and "for white" in race_drawing_note(default, "asian")
+    assert "reflects how the kit draws the faces" in race_drawing_note(default, "asian")
+    assert "look elsewhere" in race_drawing_note(default, "black male")
+    assert "look elsewhere" in race_drawing_note(balanced, "asian")
+    assert "real photos" in race_drawing_note(tmp_path, "asian")
