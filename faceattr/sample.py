@@ -303,11 +303,11 @@ def race_drawing_note(folder: str | Path, group: str, seed: int = SAMPLE_SEED) -
     race = next((word for word in group.split() if word in RACE_NAMES), None)
     profile = sample_profile(folder)
     if profile is None or race is None:
-        return ("these are real photos, not the kit's drawing (notebook 02, section 5): the race labels are "
+        return ("These are real photos, not the kit's drawing (notebook 02, section 5): the race labels are "
                 f"annotators' judgements, and a weak {group} score can come from the data, the labels or the model")
     row = skin_tone_confusion(profile, seed=seed).loc[race]
     others = row.drop(race)
-    drawn = (f"notebook 02's data sheet (section 5) shows how this sample draws race: as a skin tone and a hair "
+    drawn = (f"Notebook 02's data sheet (section 5) shows how this sample draws race: as a skin tone and a hair "
              f"colour. Skin colour alone reads {row[race]:.0%} of {race} faces right")
     if others.max() > 2 * TONE_BORROWING / len(RACE_NAMES):   # more than borrowed tones alone give: notebook 02's rule
         return (f"{drawn} and takes {others.max():.0%} of them for {others.idxmax()}, so a weak {race} score here "
