@@ -4,7 +4,7 @@ import hashlib
 
 import numpy as np
 
-from faceattr.labels import AGE_MAX
+from faceattr.labels import AGE_MAX, RACE_NAMES
 from faceattr.sample import RACE_COUNTS, ensure_sample, race_drawing_note, sample_labels, write_sample
 
 
@@ -192,12 +192,20 @@ def test_the_data_sheet_names_a_cue_for_every_label_from_the_drawings_constants(
 
 
 def test_the_worst_race_is_read_against_how_the_sample_draws_it(tmp_path):
-    """On the default profile asian and white skin tones are near-equal: a weak asian score reads the drawing.
-    Black has a tone of its own; on the balanced profile every race does; real photos have no drawing at all."""
+    """On the default profile asian and white skin tones are near-equal: a weak asian score reads the drawing when the
+    model makes the drawing's mistake. Black has a tone of its own; on the balanced profile every race does; real
+    photos have no drawing at all."""
+    import pandas as pd
+
     default = write_sample(tmp_path / "default", count=20)
     balanced = write_sample(tmp_path / "balanced", count=20, profile="balanced")
-    assert "takes" in race_drawing_note(default, "asian female") and "for white" in race_drawing_note(default, "asian")
-    assert "reflects how the kit draws the faces" in race_drawing_note(default, "asian")
+    asian, white, black = (RACE_NAMES.index(name) for name in ("asian", "white", "black"))
+    assert "for white" in race_drawing_note(default, "asian female") and "hypothesis" in race_drawing_note(default, "asian")
+    as_drawn = pd.DataFrame({"race": [asian] * 4, "pred_race": [asian, white, white, asian]})
+    assert "The model makes the same mistake: it takes 50% of the asian test faces for white" in \
+        race_drawing_note(default, "asian", predictions=as_drawn)
+    elsewhere = pd.DataFrame({"race": [asian] * 4, "pred_race": [asian, black, black, white]})
+    assert "go mostly to black" in race_drawing_note(default, "asian", predictions=elsewhere)
     assert "look elsewhere" in race_drawing_note(default, "black male")
     assert "look elsewhere" in race_drawing_note(balanced, "asian")
     assert "real photos" in race_drawing_note(tmp_path, "asian")
