@@ -108,9 +108,9 @@ def transfer_model(image_size: int = RECIPES["mobilenet"]["image_size"], backbon
                    weights: str | None = None, age_scale: float = AGE_MAX, age_head: str = "linear",
                    centre_pixels: bool = True) -> keras.Model:
     """A Keras Applications backbone with the same three heads; `weights="imagenet"` needs a download. The
-    backbone scales its own pixels to -1..1, so `centre_pixels` must be True (faceattr.recipe.Recipe checks it)."""
+    backbone scales its own pixels, so `centre_pixels` must be True (faceattr.recipe.Recipe checks it)."""
     if not centre_pixels:
-        raise SettingsError(f"centre_pixels=False is not for {backbone}: the backbone scales its own pixels to -1..1.")
+        raise SettingsError(f"centre_pixels=False is not for {backbone}: the backbone scales its own pixels.")
     builders = {"mobilenet_v3_small": keras.applications.MobileNetV3Small,
                 "efficientnet_b0": keras.applications.EfficientNetB0}
     if backbone not in builders:
