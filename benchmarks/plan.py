@@ -36,6 +36,8 @@ LIVE_SHARE = 0.5  # a segment's live compute may take at most this share of its 
 #                   the in-class exercise and the discussion (students work on a task while a long cell runs).
 #                   Judged on CPU seconds: about the wall time of a 2-core machine that runs nothing else (the
 #                   kernels use both cores only while training), whatever the load met while measuring.
+RUN_NAMES = {"day-before": "the day before (empty cache)", "class": "in class (warm cache)"}
+RUN_LABELS = {"day-before": "day before", "class": "in class"}  # the table's column names
 START, END = "<!-- benchmarks/plan.py: live compute -->", "<!-- /benchmarks/plan.py -->"
 SLOT_ROW = re.compile(r"^\|\s*(\d+)\s*[–-]\s*(\d+)\s*\|\s*(\d\d)\b", re.M)  # | 40–55 | 04, sections 1 to 4 | ...
 
@@ -163,8 +165,8 @@ def slots(readme: str) -> dict[str, tuple[int, int]]:
 
 
 def longest_cell(notebook: dict) -> dict:
-    """The notebook's code cell with the most wall seconds."""
-    return max(notebook["cells"], key=lambda cell: cell["wall"] or 0.0)
+    """The notebook's code cell with the most CPU seconds (its wall seconds where the CPU time is unknown)."""
+    return max(notebook["cells"], key=lambda cell: cell["wall"] if cell["cpu"] is None else cell["cpu"])
 
 
 def fits(cpu_seconds: float, slot_minutes: float) -> bool:
@@ -194,7 +196,8 @@ def table(results: list[dict], readme: str) -> str:
     fit; then each size's day-before (cold) run, which is what to pre-run."""
     results = sorted(results, key=lambda result: result.get("images") or 0)
     plan = slots(readme)
-    header = ["segment", "slot"] + [f"{size_name(result)}: CPU (wall) s" for result in results]
+    header = ["segment", "slot"] + [f"{size_name(result)}, {RUN_LABELS[live_run(result)[0]]}: CPU (wall) s"
+                                    for result in results]
     header += [f"longest cell, {size_name(results[-1])}", f"fits ({LIVE_SHARE:.0%} of the slot)"]
     rows = []
     for number, (first, last) in sorted(plan.items()):
@@ -226,7 +229,8 @@ def prerun_sentence(result: dict, plan: dict[str, tuple[int, int]]) -> str:
             if (found := notebook_named(run, number)) and not fits(found[1]["cpu"], last - first)]
     size = size_name(result)
     if not late:
-        return f"- **At {size}** every segment's live compute fits its slot: pre-run only the day before's core path."
+        return (f"- **At {size}** every segment's live compute fits its slot: pre-run only the core path the day "
+                f"before, which fills the cache.")
     names, one = ", ".join(f"`{name}`" for name in late), len(late) == 1
     return (f"- **At {size}** {names} {'does' if one else 'do'} not fit {'its slot' if one else 'their slots'}: "
             f"pre-run {'it' if one else 'them'} the day before (the core path, as measured above) and show the "
@@ -246,8 +250,6 @@ def run_sentence(result: dict) -> str:
                      f"load average {run['load_before'][0]:.1f} at the start and {run['load_after'][0]:.1f} at the end")
     return f"- **{size_name(result)}**, the whole core path: " + "; ".join(parts) + "."
 
-
-RUN_NAMES = {"day-before": "the day before (empty cache)", "class": "in class (warm cache)"}
 
 
 def write_block(readme: str, block: str) -> str:
