@@ -82,8 +82,8 @@ def test_the_table_marks_a_segment_that_outgrows_its_slot_at_full_size():
     assert text.splitlines()[0].split("|")[3:5] == [" sample, in class: CPU (wall) s ",
                                                     " 24,000 images, in class: CPU (wall) s "]
     assert rows["`04_train` (40–55 min)"] == ["15 min", "40 (80)", "600 (1200)", "3. Fit: 599 (1198)",
-                                               "sample yes / 24,000 images **no**"]
-    assert rows["`01_parse_data` (5–15 min)"][-1] == "sample yes / 24,000 images yes"
+                                               "sample yes (4%) / 24,000 images **no** (67%)"]
+    assert rows["`01_parse_data` (5–15 min)"][-1] == "sample yes (2%) / 24,000 images yes (3%)"
     assert "24,000 images**, the whole core path: in class (warm cache): 20.7 min wall, 10.3 min CPU" in text
     assert "**At 24,000 images** `04_train` does not fit its slot: pre-run it the day before" in text
     small = plan.table([result("24000", 24000, {"01_parse_data": 20, "04_train": 450})], PLAN_ROWS)
