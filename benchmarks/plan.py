@@ -3,7 +3,7 @@ on a generated 24,000-image folder, and the table in notebooks/README.md that ho
 
 Usage:
   python benchmarks/plan.py measure --data sample                  # the day before (cold cache), then the class
-  python benchmarks/plan.py measure --data /tmp/gen24k --label 24000
+  python benchmarks/plan.py measure --data /tmp/gen24k --label 24000 --runs day-before
   python benchmarks/plan.py table [--write]                        # the table; --write puts it in notebooks/README.md
 
 `measure` runs the core path twice with papermill, as the plan does: "day before" from an empty cache (a fresh
@@ -13,6 +13,8 @@ threads: the machine may be shared, and CPU time hardly depends on the load), an
 `duration` and the kernel's CPU seconds (an IPython start-up hook in a private IPYTHONDIR; the notebooks are not
 touched). It writes benchmarks/results/plan-<label>-<machine>.json. `table` reads those files and the plan's slots
 from the minute-by-minute table in notebooks/README.md (its one owner).
+(`faceattr sample /tmp/gen24k --n 24000` makes the folder. On 2 cores at a load average near 20, the sample's two runs
+took 19 min and the 24,000-image day-before run 26 min; about a quarter of that on a machine that runs nothing else.)
 """
 
 from __future__ import annotations
@@ -113,7 +115,7 @@ def run_core(data: str, out: Path, clock: Path) -> dict:
     """Run the core path once into OUT; return the run's wall and CPU seconds, load averages and each notebook's."""
     from faceattr.notebook import run_sequence
 
-    notebooks, marks = {}, {"wall": time.perf_counter(), "cpu": children_cpu()}
+    notebooks, marks = {}, {"cpu": children_cpu()}
 
     def report(line: str) -> None:
         """After each notebook: its wall (the CLI's line) and its kernel's CPU time, and its cells."""
@@ -137,6 +139,7 @@ def measure(data: str, label: str, runs: list[str], results: Path) -> Path:
     """Run the core path for each of RUNS (day before: cold cache; class: warm) on DATA; write and return the JSON."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import bench  # the machine facts and the results' naming are bench.py's
+
     info = bench.machine()
     target = results / f"plan-{label}-{bench.machine_slug(info)}.json"
     payload = {"machine": info, "data": data, "label": label, "images": None, "runs": {}}
