@@ -14,7 +14,7 @@ threads: the machine may be shared, and CPU time hardly depends on the load), an
 touched). It writes benchmarks/results/plan-<label>-<machine>.json. `table` reads those files and the plan's slots
 from the minute-by-minute table in notebooks/README.md (its one owner).
 (`faceattr sample /tmp/gen24k --n 24000` makes the folder. On 2 cores at a load average near 20, the sample's two runs
-took 19 min and the 24,000-image day-before run 26 min; about a quarter of that on a machine that runs nothing else.)
+took 19 min and the 24,000-image day-before run 26 min, for 3 and 7.5 min of CPU time.)
 """
 
 from __future__ import annotations
