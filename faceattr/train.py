@@ -284,14 +284,13 @@ def train_run(data: str | Path, run_dir: str | Path, arch: str = "default", num_
         keras.utils.set_random_seed(seed)
         with strategy.scope():
             model = build_compiled(recipe, train, age_scale)
-        config.update(model_name=model.name, parameters=parameter_counts(model), loss_weights=loss_weights_now(model))
+        config = config.updated(model_name=model.name, parameters=parameter_counts(model),
+                                loss_weights=loss_weights_now(model))
         datasets = split_datasets(split, recipe["image_size"], batch_size, seed, augment, balance,
                                   strategy.num_replicas_in_sync)
         started = time.perf_counter()
         history = fit(model, datasets["train"], datasets["validation"], num_epochs, run.root, reference_errors,
                       patience, progress)
-        config["train_seconds"] = round(time.perf_counter() - started, 2)
-        config["epochs_run"] = len(history)
-        config["loss_weights_learned"] = kept_loss_weights(history)
-        run.write_config(config)
+        run.write_config(config.updated(train_seconds=round(time.perf_counter() - started, 2),
+                                        epochs_run=len(history), loss_weights_learned=kept_loss_weights(history)))
         return evaluate_run(run.root)

@@ -12,6 +12,7 @@ import pytest
 from faceattr import train
 from faceattr.cli import main
 from faceattr.errors import DataError, RunDirError
+from faceattr.notebook import stale_notes
 from faceattr.runs import RunFolder
 from tests.conftest import write_face
 
@@ -55,7 +56,7 @@ def test_config_stores_the_data_absolutely_and_evaluate_works_from_anywhere(trai
 def test_a_moved_project_finds_its_data_relative_to_the_run(trained, tmp_path):
     moved = Path(shutil.copytree(trained.parent, tmp_path / "moved"))
     run = RunFolder(moved / "run")
-    config = run.read_config() | {"data": str(tmp_path / "gone" / "faces")}
+    config = {**run.read_config(), "data": str(tmp_path / "gone" / "faces")}
     assert run.data_path(config) == (moved / "faces").resolve()
 
 
@@ -256,15 +257,15 @@ def test_stale_notes_catch_an_old_model_from_notebook_03_and_an_untrained_rerun(
     import os
 
     run = fake_run(tmp_path / "run", tmp_path)
-    assert run.stale_notes() == []
+    assert stale_notes(run) == []
     run.untrained.write_bytes(b"03")
     os.utime(run.untrained, (1, 1))  # saved long before the split
-    assert run.stale_notes() == [f"{run.untrained.name} was saved before {run.split.name} was made: rerun notebook "
+    assert stale_notes(run) == [f"{run.untrained.name} was saved before {run.split.name} was made: rerun notebook "
                                  "03 if you changed the data or the split."]
     run.model.write_bytes(b"04")
     os.utime(run.model, (2, 2))
     os.utime(run.untrained, (3, 3))  # 03 ran again after 04 trained, and before the split
-    assert len(run.stale_notes()) == 2 and "rerun notebook 04" in run.stale_notes()[1]
+    assert len(stale_notes(run)) == 2 and "rerun notebook 04" in stale_notes(run)[1]
 
 
 def saved_model_stub(path: Path, image_size: int) -> Path:
@@ -289,11 +290,11 @@ def test_stale_notes_catch_a_model_from_notebook_03_built_for_another_image_size
     for path in (run.untrained, run.model):
         os.utime(path, (run.split.stat().st_mtime + 5,) * 2)  # both after the split, 04 not older than 03
     assert saved_image_size(run.untrained) == 48 and saved_image_size(run.split) is None
-    assert run.stale_notes() == ["untrained.keras takes 48 px images but model.keras was trained at 64 px: rerun "
+    assert stale_notes(run) == ["untrained.keras takes 48 px images but model.keras was trained at 64 px: rerun "
                                  "notebook 04 to train the model you built."]
-    assert run.stale_notes(before_training=True) == []  # 04 is about to train it at its own size
+    assert stale_notes(run, before_training=True) == []  # 04 is about to train it at its own size
     os.utime(saved_model_stub(run.model, 48), (run.split.stat().st_mtime + 5,) * 2)
-    assert run.stale_notes() == []
+    assert stale_notes(run) == []
 
 
 def test_stale_notes_catch_a_model_from_notebook_03_built_in_another_precision(tmp_path):
@@ -306,8 +307,8 @@ def test_stale_notes_catch_a_model_from_notebook_03_built_in_another_precision(t
     keras.mixed_precision.set_global_policy("mixed_bfloat16")      # 03 ran on a CPU with native bfloat16
     build_model(image_size=32, trunk_filters=(8,)).save(run.untrained)
     assert saved_precision(run.untrained) == "mixed_bfloat16" and saved_precision(tmp_path / "missing") is None
-    assert run.stale_notes(before_training=True, precision="mixed_bfloat16") == []
-    assert run.stale_notes(before_training=True, precision="float32") == [
+    assert stale_notes(run, before_training=True, precision="mixed_bfloat16") == []
+    assert stale_notes(run, before_training=True, precision="float32") == [
         "untrained.keras was built in mixed_bfloat16 and its layers keep it, but the kit now computes in float32: "
         "rerun notebook 03 to build it in float32."]
-    assert run.stale_notes(before_training=True) == []               # no precision given: nothing to compare
+    assert stale_notes(run, before_training=True) == []               # no precision given: nothing to compare
