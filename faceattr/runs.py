@@ -103,6 +103,11 @@ class RunConfig(Mapping):
 CONFIG_KEYS: tuple[str, ...] = ("config_version", *(field.name for field in fields(RunConfig)
                                                     if field.name != "config_version"))  # config.json's order
 REQUIRED_CONFIG_KEYS: tuple[str, ...] = tuple(field.name for field in fields(RunConfig) if field.default is MISSING)
+# What every new run records of how it was trained (`faceattr train` and notebook 04 alike; tests check both).
+RUN_SETTINGS: tuple[str, ...] = ("arch", "model_name", "parameters", "image_size", "age_head", "age_loss",
+                                 "loss_balance", "loss_weights", "learning_rate", "num_epochs", "batch_size", "seed",
+                                 "patience", "augment", "balance", "precision", "age_scale", "trivial_losses",
+                                 "trivial_errors", "monitor", "split_counts")
 
 
 def package_versions() -> dict[str, str]:
@@ -528,7 +533,7 @@ class RunFolder:
             raise RunDirError(f"{self.metrics} is not valid JSON ({error}); run `faceattr evaluate {self.root}` "
                               "again.") from None
 
-    def write_model_card(self, config: dict, metrics: dict) -> Path:
+    def write_model_card(self, config: Mapping, metrics: dict) -> Path:
         """Write model_card.md (atomically) from the run's config and metrics."""
         from faceattr.card import model_card
 

@@ -312,3 +312,77 @@ def test_stale_notes_catch_a_model_from_notebook_03_built_in_another_precision(t
         "untrained.keras was built in mixed_bfloat16 and its layers keep it, but the kit now computes in float32: "
         "rerun notebook 03 to build it in float32."]
     assert stale_notes(run, before_training=True) == []               # no precision given: nothing to compare
+
+
+def test_a_config_round_trips_through_run_config_with_every_field(tmp_path):
+    from dataclasses import fields
+
+    from faceattr.runs import CONFIG_KEYS, CONFIG_VERSION, RunConfig
+
+    values = {"str": "text", "int": 7, "float": 0.5, "bool": True, "dict": {"age": 1.5}}
+    chosen = {field.name: values[field.type.split(" | ")[0]] for field in fields(RunConfig)}
+    config = RunConfig(**chosen)
+    run = RunFolder(tmp_path / "run")
+    with run.writing():
+        written = run.write_config(config)
+    assert written == config.updated(config_version=CONFIG_VERSION)
+    assert list(json.loads(run.config.read_text())) == list(CONFIG_KEYS)   # every field, none twice, schema order
+    assert run.read_config() == written and dict(run.read_config()) == {**chosen, "config_version": CONFIG_VERSION}
+    older = {key: chosen[key] for key in ("data", "seed", "image_size", "arch")}   # a config version 1 has only these
+    run.config.write_text(json.dumps({**older, "retired_key": 1}))
+    assert dict(run.read_config()) == older and run.read_config().get("augment") is None
+
+
+def test_config_json_is_written_only_under_the_run_folders_lock(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    run.prepare()
+    with pytest.raises(RuntimeError, match="writing"):
+        run.write_run_config(tmp_path, False, seed=1, image_size=32, arch="default")
+    assert not run.config.exists()
+    with run.writing():
+        run.write_run_config(tmp_path, False, seed=1, image_size=32, arch="default")
+    assert run.read_config()["seed"] == 1
+
+
+def notebook_code(name: str) -> list[str]:
+    """The code cells of a lesson notebook."""
+    import nbformat
+
+    notebook = nbformat.read(Path(__file__).parent.parent / "notebooks" / name, as_version=4)
+    return [cell.source for cell in notebook.cells if cell.cell_type == "code"]
+
+
+def test_notebook_04_records_every_setting_inside_the_run_folders_lock():
+    import ast
+
+    from faceattr.runs import RUN_SETTINGS
+
+    (source,) = [source for source in notebook_code("04_train.ipynb") if ".write_run_config(" in source]
+    (block,) = [node for node in ast.walk(ast.parse(source)) if isinstance(node, ast.With)
+                and any(isinstance(item.context_expr, ast.Call) and getattr(item.context_expr.func, "attr", "")
+                        == "writing" for item in node.items)]
+    calls = {node.func.attr: node for statement in block.body for node in ast.walk(statement)
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
+    assert {"write_run_config", "write_config", "fit"} <= set(calls)   # the config and the model, under the lock
+    assert set(RUN_SETTINGS) - {keyword.arg for keyword in calls["write_run_config"].keywords} == set()
+
+
+def test_notebook_04_cannot_write_its_run_while_another_process_holds_the_lock(tmp_path):
+    from faceattr.files import locked
+
+    (source,) = [source for source in notebook_code("04_train.ipynb") if ".write_run_config(" in source]
+    run = RunFolder(tmp_path / "run")
+    run.prepare()
+    with locked(run.lock):   # another process is writing a run here
+        with pytest.raises(RunDirError, match="another process is writing a run into"):
+            exec(source, {"run": run})   # the cell itself: it stops at the lock, before anything is written
+    assert not run.config.exists() and not run.model.exists()
+
+
+@pytest.mark.trains
+def test_faceattr_train_records_every_setting(trained):
+    from faceattr.runs import RUN_SETTINGS
+
+    config = RunFolder(trained).read_config()
+    assert [key for key in RUN_SETTINGS if key not in config] == []
+    assert config["epochs_run"] >= 1 and config["train_seconds"] > 0
