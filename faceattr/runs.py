@@ -2,7 +2,8 @@
 
 Every file is written atomically, so Ctrl-C or a crash never leaves a half-written one, and recorded with its hash in
 the folder's manifest: the kit replaces or deletes only a file that is still as it wrote it, never a user's own. A
-writer holds the folder's lock, so two trainings (or a training and `faceattr run`) cannot mix their files, and
+writer holds the folder's lock (`RunFolder.writing`; config.json, a `RunConfig`, is never written without it), so two
+trainings (or a training and `faceattr run`, or notebook 04) cannot mix their files, and
 `--overwrite` clears the kit's own files before anything new is written, so a stale model can never sit beside a new
 config."""
 
