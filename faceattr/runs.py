@@ -51,6 +51,7 @@ class RunConfig(Mapping):
     synthetic: bool | None = None
     model_name: str | None = None           # the Keras model's name (a student's own, or the architecture's)
     parameters: dict | None = None          # faceattr.balance.parameter_counts
+    centre_pixels: bool | None = None       # recorded once the recipe carries it (faceattr.model.build_model's)
     age_head: str | None = None
     age_loss: str | None = None
     loss_balance: str | None = None
