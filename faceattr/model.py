@@ -128,6 +128,9 @@ def transfer_model(image_size: int = RECIPES["mobilenet"]["image_size"], backbon
     return keras.Model(inputs, outputs, name=backbone)
 
 
+HUBER_DELTA = 0.1  # the age Huber loss's delta, in units of age / age_scale: quadratic below it, linear above
+
+
 @keras.saving.register_keras_serializable(package="faceattr")
 class AgeLoss(keras.losses.Loss):
     """A regression loss on age / age_scale, so its size is comparable to the class losses."""
@@ -141,7 +144,7 @@ class AgeLoss(keras.losses.Loss):
         true = ops.reshape(y_true, (-1, 1)) / self.age_scale
         predicted = ops.reshape(y_pred, (-1, 1)) / self.age_scale
         if self.kind == "huber":
-            return keras.losses.huber(true, predicted, delta=0.1)  # about 12 years: quadratic below, linear above
+            return keras.losses.huber(true, predicted, delta=HUBER_DELTA)
         loss = keras.losses.mean_squared_error if self.kind == "mse" else keras.losses.mean_absolute_error
         return loss(true, predicted)
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import ast
 import builtins
+import re
 from pathlib import Path
 
 from faceattr.errors import SequenceError
 
 EXTENSION_TAG = "extension"  # the tag on every cell outside the 90-minute core path
 PATHS = ("all", "core")  # `faceattr run --path`: every cell, or the cells not tagged EXTENSION_TAG
+SECTION_HEADING = re.compile(r"^#{2,3} (Extension: )?(\d+)\. ", re.MULTILINE)   # "## 5. Title", "## Extension: 5. Title"
+SECTION_POINTER = re.compile(r"(?:\b[Nn]otebook (\d\d)(?:'s|,)? ?\(?)?\bsections? (\d+)")   # "section 5", "notebook 03, section 5"
+EXERCISES_HEADING = "## Exercises"   # the exercises may send a student anywhere: they are not checked
 
 
 def check_path(path_name: str) -> str:
@@ -81,3 +85,32 @@ def path_cells(notebook_file: Path, path_name: str) -> dict | None:
                                 f"'{section}' defines; run it with --path all, or define {name!r} in a core cell.")
         notebook.cells = [cell for cell in notebook.cells if not is_extension(cell)]
     return notebook if any(cell.cell_type == "code" for cell in notebook.cells) else None
+
+
+def extension_sections(notebook: dict) -> set[int]:
+    """The numbers of the notebook's sections that lie outside the core path (all of them in a whole-extension
+    notebook)."""
+    whole = all(is_extension(cell) for cell in notebook["cells"])
+    return {int(number) for cell in notebook["cells"] if cell["cell_type"] == "markdown"
+            for extension, number in SECTION_HEADING.findall(cell["source"]) if extension or whole}
+
+
+def extension_pointers(notebooks: dict[str, dict]) -> list[tuple[str, int, str]]:
+    """(notebook number, cell index, the pointer) for each core Markdown cell, before the exercises, that sends the
+    reader to "section N" (of its own notebook, or of "notebook NN") where section N is an extension, without
+    saying so: a core student would be sent to read what the core path leaves out."""
+    outside = {number: extension_sections(notebook) for number, notebook in notebooks.items()}
+    found = []
+    for number, notebook in notebooks.items():
+        for index, cell in enumerate(notebook["cells"]):
+            if cell["cell_type"] != "markdown" or is_extension(cell):
+                continue
+            text = cell["source"].split(EXERCISES_HEADING)[0]
+            for pointer in SECTION_POINTER.finditer(text):
+                target = pointer.group(1) or number
+                said = "extension" in text[max(0, pointer.start() - 40):pointer.start()].lower()
+                if int(pointer.group(2)) in outside.get(target, set()) and not said:
+                    found.append((number, index, pointer.group(0)))
+            if EXERCISES_HEADING in cell["source"]:
+                break
+    return found

@@ -167,9 +167,9 @@ def age_error_plot(predictions: pd.DataFrame, band_table: pd.DataFrame, constant
     scatter_axis.plot([0, top], [0, top], color="grey", linestyle="--", label="perfect prediction")
     scatter_axis.set(xlabel="annotated age (years)", ylabel="predicted age (years)", title="Every test face")
     scatter_axis.legend(title="reference", fontsize=9, title_fontsize=9)
-    bars = bar_axis.bar(range(len(band_table)), band_table["age_mae"], color="tab:blue", label="the model")
-    bar_axis.bar_label(bars, labels=[f"n={count}" for count in band_table["n"]], fontsize=8)
-    bar_axis.set_xticks(range(len(band_table)), band_table.index)
+    bar_axis.bar(range(len(band_table)), band_table["age_mae"], color="tab:blue", label="the model")
+    bar_axis.set_xticks(range(len(band_table)),   # each band's count under its name, where no mark can cover it
+                        [f"{band}\nn={count}" for band, count in zip(band_table.index, band_table["n"])])
     if constant_age is not None:
         constant = mae_by_band(predictions.assign(pred_age=constant_age)).reindex(band_table.index)["age_mae"]
         bar_axis.scatter(range(len(band_table)), constant, marker="_", s=600, linewidths=3, color="crimson", zorder=3,

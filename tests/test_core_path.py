@@ -6,7 +6,7 @@ import pytest
 from faceattr.cli import main
 from faceattr.errors import SequenceError
 from faceattr.notebook import lesson_notebooks
-from faceattr.paths import extension_reads, is_extension, path_cells
+from faceattr.paths import extension_pointers, extension_reads, is_extension, path_cells
 
 CHEAP = ["-p", "image_size", "32", "-p", "num_epochs", "1", "-p", "batch_size", "32", "-p", "trunk_filters",
          "[8, 16, 32]"]
@@ -32,6 +32,29 @@ def test_the_core_path_is_marked_in_tags_and_headings():
 def test_no_core_cell_reads_a_name_only_an_extension_cell_defines():
     for path in lesson_notebooks():
         assert extension_reads(nbformat.read(path, as_version=4)) == [], path.name
+
+
+def test_no_core_text_sends_the_reader_into_an_extension_section_unsaid():
+    notebooks = {path.name[:2]: nbformat.read(path, as_version=4) for path in lesson_notebooks()}
+    assert extension_pointers(notebooks) == []
+
+
+def test_the_pointer_check_finds_core_text_that_points_into_an_extension():
+    extension = {"tags": ["extension"]}
+    cells = [nbformat.v4.new_markdown_cell("## 1. Core"),
+             nbformat.v4.new_markdown_cell("## Extension: 2. More", metadata=extension),
+             nbformat.v4.new_markdown_cell("As section 2 shows, and notebook 10, section 2, and section 1."),
+             nbformat.v4.new_markdown_cell("The extension section 2 below, and its section 2 (an extension cell).",
+                                           metadata=extension),
+             nbformat.v4.new_markdown_cell("Try the extension section 2 below."),
+             nbformat.v4.new_markdown_cell("Notebook 11 (section 3) is an extension as a whole."),
+             nbformat.v4.new_markdown_cell("## Summary\n- see section 2\n\n## Exercises\n1. Rerun section 2."),
+             nbformat.v4.new_markdown_cell("2. Then section 2 again.")]
+    other = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Extension: 11", metadata=extension),
+                                            nbformat.v4.new_markdown_cell("## 3. All of it", metadata=extension)])
+    found = extension_pointers({"10": nbformat.v4.new_notebook(cells=cells), "11": other})
+    assert found == [("10", 2, "section 2"), ("10", 2, "notebook 10, section 2"), ("10", 5, "Notebook 11 (section 3"),
+                     ("10", 6, "section 2")]
 
 
 def test_the_static_check_finds_a_core_cell_that_needs_an_extension():

@@ -103,6 +103,16 @@ def test_age_error_plot_sets_each_bands_error_beside_that_bands_constant_answer(
     assert np.allclose(marks, by_band.reindex(bands.index))  # 30 years is a good guess at 30, a bad one at 80
 
 
+def test_age_error_plot_names_each_bands_count_under_the_band_where_no_mark_covers_it():
+    from faceattr.evaluate import mae_by_band
+
+    predictions = pd.DataFrame({"age": [1, 2, 30, 34, 80], "pred_age": [5.0, 2.0, 31.0, 30.0, 60.0]})
+    bands = mae_by_band(predictions)
+    axis = age_error_plot(predictions, bands, constant_age=30).axes[1]
+    assert [label.get_text() for label in axis.get_xticklabels()] == [f"{band}\nn={n}" for band, n in bands["n"].items()]
+    assert not axis.texts   # no count drawn at a bar's top, where the baseline's mark could hide it
+
+
 def test_training_curves_mark_the_kept_epoch_at_the_lowest_val_score():
     frame = history(epochs=6)
     kept = int(frame["val_score"].idxmin()) + 1
