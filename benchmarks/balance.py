@@ -21,18 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-from faceattr.defaults import ADAM_LEARNING_RATE, DEFAULT_BATCH_SIZE, REPORT_LOSS_WEIGHTS  # TensorFlow-free
+from faceattr.defaults import ADAM_LEARNING_RATE, DEFAULT_BATCH_SIZE, DEFAULT_SEED, REPORT_LOSS_WEIGHTS  # no TF
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADS = ("gender_accuracy", "race_accuracy", "age_mae")
 
-# name: settings for faceattr.defaults.resolve_recipe, plus "batch_size" (default: the kit's), "augment" and
-# "centre_pixels" (default: the kit's -1..1; False is the report's 0..1, for the default architecture).
-# Each candidate spells out how it differs from the kit's default today. The first study (docs/balance.md, float32
+# name: the changes to its architecture's recipe (faceattr.recipe.Recipe.named: "arch", then any setting, e.g.
+# "batch_size", "augment", or "centre_pixels" False for the report's 0..1 pixels). Each candidate spells out how it differs from the kit's default today. The first study (docs/balance.md, float32
 # at batch 64) ran before batch 32 and centred pixels became the default; its candidates keep their settings so
 # that it can be rerun.
 FIRST_STUDY = {"batch_size": 64, "learning_rate": ADAM_LEARNING_RATE, "centre_pixels": False}
-RECIPE_EXTRAS = ("batch_size", "augment", "centre_pixels")
 CANDIDATES = {
     "kit default": {"arch": "default"},
     "report (198 px, its losses)": {"arch": "original"},   # the kit's batch
@@ -79,26 +77,16 @@ def run_one(name: str, settings: dict, split, seed: int, epochs: int, run_dir: P
     """Train one candidate with one seed; return its selected validation metrics and timings."""
     import keras
 
-    from faceattr.balance import trivial_errors
-    from faceattr.defaults import resolve_recipe
-    from faceattr.model import build_model
-    from faceattr.pipeline import split_datasets
-    from faceattr.train import build_compiled, fit
+    from faceattr.recipe import Recipe
+    from faceattr.train import train_recipe
 
-    train = split[split["split"] == "train"]
-    recipe = resolve_recipe(**{key: value for key, value in settings.items() if key not in RECIPE_EXTRAS})
-    age_scale = float(train["age"].max())
-    keras.utils.set_random_seed(seed)
-    own = (build_model(recipe["image_size"], age_head=recipe["age_head"], age_scale=age_scale, centre_pixels=False)
-           if settings.get("centre_pixels") is False else None)
-    model = build_compiled(recipe, train, age_scale, model=own)
-    datasets = split_datasets(split, recipe["image_size"], settings.get("batch_size", DEFAULT_BATCH_SIZE), seed=seed,
-                              augment=settings.get("augment", False))
-    started, seconds = time.perf_counter(), []
-    clock = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seconds.append(time.perf_counter() - started))
-    history = fit(model, datasets["train"], datasets["validation"], epochs, run_dir, trivial_errors(train),
-                  progress="none", extra_callbacks=[clock])
-    return {"candidate": name, "seed": seed, "parameters": model.count_params(), "image_size": recipe["image_size"],
+    recipe = Recipe.named(**settings, num_epochs=epochs)
+    started, seconds = [0.0], []   # seconds from the start of training to each epoch's end
+    clock = keras.callbacks.LambdaCallback(on_train_begin=lambda logs: started.__setitem__(0, time.perf_counter()),
+                                           on_epoch_end=lambda epoch, logs: seconds.append(time.perf_counter()
+                                                                                           - started[0]))
+    model, history = train_recipe(recipe, split, seed, run_dir, extra_callbacks=[clock])
+    return {"candidate": name, "seed": seed, "parameters": model.count_params(), "image_size": recipe.image_size,
             "epochs_run": len(history), "seconds": seconds,
             "at_5": selected(history, 5), "at_end": selected(history, epochs),
             "history": history.round(5).to_dict("list")}
@@ -175,7 +163,7 @@ def study(data_specs: list[str], candidates: list[str], seeds: int, epochs: int,
     rows, tests = [], []
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
-        splits = {spec: split_frame(scan(resolve_data(spec, workdir)).frame, seed=42) for spec in data_specs}
+        splits = {spec: split_frame(scan(resolve_data(spec, workdir)).frame, seed=DEFAULT_SEED) for spec in data_specs}
         for spec, split in splits.items():
             for name in candidates:
                 for seed in range(seeds):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -19,49 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
+from faceattr.defaults import DEFAULT_SEED  # TensorFlow-free, as are the three modules beside this script:
+from machine import machine, machine_slug  # what the machine is
+from report_pipeline import REPORT_BATCH, REPORT_SIZE, open_resized, report_generator, report_model  # the report's
+from roofline import forward_flops, phase_roofline, phase_threads, roofline_ratios  # noqa: F401  (tests: FLOPs)
+
 ROOT = Path(__file__).resolve().parent.parent
-REPORT_SIZE = 198
-REPORT_BATCH = 64
-
-
-# ---------------------------------------------------------------- the report's pipeline, reimplemented
-def report_generator(frame, max_age: float, image_size: int = REPORT_SIZE, batch_size: int = REPORT_BATCH):
-    """The report's generator: per-row df.iloc, PIL open + resize, /255, to_categorical, every epoch.
-
-    (Keras 3 needs the targets as a tuple; the report, on Keras 2, yielded a list.)
-    """
-    from keras.utils import to_categorical
-    from PIL import Image
-
-    while True:
-        images, ages, races, genders = [], [], [], []
-        for index in range(len(frame)):
-            row = frame.iloc[index]
-            image = Image.open(row["path"]).convert("RGB").resize((image_size, image_size))
-            images.append(np.array(image) / 255.0)
-            ages.append(row["age"] / max_age)
-            races.append(to_categorical(row["race"], 5))
-            genders.append(to_categorical(row["gender"], 2))
-            if len(images) >= batch_size:
-                yield np.array(images), (np.array(ages), np.array(races), np.array(genders))
-                images, ages, races, genders = [], [], [], []
-        if images:
-            yield np.array(images), (np.array(ages), np.array(races), np.array(genders))
-
-
-def report_model():
-    """original_model() wired for the report's generator: inputs already /255, list outputs, age / max age."""
-    import keras
-
-    from faceattr.model import original_model
-
-    model = original_model(age_scale=1.0)
-    inputs = keras.Input((REPORT_SIZE, REPORT_SIZE, 3))
-    outputs = model(inputs * 255.0)  # the kit's model rescales 0..255 itself
-    wrapped = keras.Model(inputs, [outputs["age"], outputs["race"], outputs["gender"]])
-    wrapped.compile(optimizer="adam", loss=["mse", "categorical_crossentropy", "categorical_crossentropy"],
-                    loss_weights=[2.0, 1.5, 1.0])
-    return wrapped, model
 
 
 # ---------------------------------------------------------------- phases (each in its own process)
@@ -69,17 +31,18 @@ def load_split(data: str):
     """Scan DATA and split it with the kit's defaults."""
     from faceattr.data import scan, split_frame
 
-    return split_frame(scan(data).frame, seed=42)
+    return split_frame(scan(data).frame, seed=DEFAULT_SEED)
 
 
 def phase_input(data: str, epochs: int) -> dict:
     """Input images/s at 198 px: the report's generator against faceattr's tf.data, for a cold first epoch (decoding
     into an empty decoded-image store), the first epoch of a rerun (a new dataset reading the store) and a later epoch."""
     from faceattr.pipeline import make_dataset
+    from faceattr.recipe import age_scale_of
 
     split = load_split(data)
     train = split[split["split"] == "train"]
-    generator = report_generator(train, float(train["age"].max()))
+    generator = report_generator(train, age_scale_of(train))
     started = time.perf_counter()
     for _ in range(int(np.ceil(len(train) / REPORT_BATCH))):
         next(generator)
@@ -106,19 +69,20 @@ def phase_train_report(data: str, epochs: int) -> dict:
     import keras
 
     from faceattr.evaluate import predictions_frame, summary_metrics
+    from faceattr.recipe import age_scale_of
 
-    keras.utils.set_random_seed(42)
+    keras.utils.set_random_seed(DEFAULT_SEED)
     keras.mixed_precision.set_global_policy("float32")  # the report's setup
     split = load_split(data)
     train, test = split[split["split"] == "train"], split[split["split"] == "test"]
-    max_age = float(train["age"].max())
+    max_age = age_scale_of(train)
     wrapped, model = report_model()
     steps = int(np.ceil(len(train) / REPORT_BATCH))
     wrapped.fit(report_generator(train, max_age), steps_per_epoch=1, epochs=1, verbose=0, shuffle=False)  # warm-up
     started = time.perf_counter()
     wrapped.fit(report_generator(train, max_age), steps_per_epoch=steps, epochs=epochs, verbose=0, shuffle=False)
     seconds = time.perf_counter() - started
-    images = np.stack([np.array(_open(path, REPORT_SIZE)) / 255.0 for path in test["path"]])
+    images = np.stack([np.array(open_resized(path, REPORT_SIZE)) / 255.0 for path in test["path"]])
     age, race, gender = wrapped.predict(images, batch_size=REPORT_BATCH, verbose=0)
     metrics = summary_metrics(predictions_frame(test, {"age": age * max_age, "gender": gender, "race": race}))
     return {"epochs": epochs, "train_images_per_s": epochs * len(train) / seconds, "seconds_per_epoch": seconds / epochs,
@@ -126,26 +90,21 @@ def phase_train_report(data: str, epochs: int) -> dict:
 
 
 def phase_train_default(data: str, epochs: int) -> dict:
-    """The kit's default: 64 px, cached tf.data, default trunk; speed and accuracy after EPOCHS."""
-    import keras
-
-    from faceattr.defaults import DEFAULT_IMAGE_SIZE, resolve_recipe
+    """The kit's default recipe (its image size, batch size and trunk; cached tf.data): speed and accuracy after
+    EPOCHS. The speed leaves out the first epoch, which builds the graph, when there are more."""
     from faceattr.evaluate import predict, summary_metrics
-    from faceattr.pipeline import split_datasets
-    from faceattr.train import build_compiled
+    from faceattr.recipe import Recipe
+    from faceattr.train import train_recipe
 
-    keras.utils.set_random_seed(42)
+    recipe = Recipe.named("default", num_epochs=epochs)
     split = load_split(data)
     train, test = split[split["split"] == "train"], split[split["split"] == "test"]
-    model = build_compiled(resolve_recipe("default"), train, float(train["age"].max()))
-    datasets = split_datasets(split, DEFAULT_IMAGE_SIZE, 64, seed=42)
-    model.fit(datasets["train"].take(1), verbose=0)  # warm-up step
-    started = time.perf_counter()
-    model.fit(datasets["train"], epochs=epochs, verbose=0)
-    seconds = time.perf_counter() - started
-    metrics = summary_metrics(predict(model, test, DEFAULT_IMAGE_SIZE))
-    return {"epochs": epochs, "train_images_per_s": epochs * len(train) / seconds, "seconds_per_epoch": seconds / epochs,
-            **pick(metrics)}
+    model, history = train_recipe(recipe, split, DEFAULT_SEED, validate=False)
+    seconds = history["seconds"]
+    per_epoch = (seconds.iloc[-1] - seconds.iloc[0]) / (epochs - 1) if epochs > 1 else seconds.iloc[0]
+    metrics = summary_metrics(predict(model, test, recipe.image_size))
+    return {"epochs": epochs, "batch_size": recipe.batch_size, "train_images_per_s": len(train) / per_epoch,
+            "seconds_per_epoch": per_epoch, **pick(metrics)}
 
 
 def phase_inference(data: str, epochs: int) -> dict:
@@ -156,7 +115,7 @@ def phase_inference(data: str, epochs: int) -> dict:
     from faceattr.evaluate import predict
     from faceattr.model import make_model
 
-    keras.utils.set_random_seed(42)
+    keras.utils.set_random_seed(DEFAULT_SEED)
     test = load_split(data).query("split == 'test'")
     model = make_model("default", DEFAULT_IMAGE_SIZE)
     predict(model, test.head(8), DEFAULT_IMAGE_SIZE)  # warm-up
@@ -166,7 +125,7 @@ def phase_inference(data: str, epochs: int) -> dict:
     sample = test.head(100)
     started = time.perf_counter()
     for path in sample["path"]:
-        model.predict(np.array(_open(path, DEFAULT_IMAGE_SIZE), "float32")[None], verbose=0)
+        model.predict(np.array(open_resized(path, DEFAULT_IMAGE_SIZE), "float32")[None], verbose=0)
     one_at_a_time = len(sample) / (time.perf_counter() - started)
     return {"batched_images_per_s": batched, "one_at_a_time_images_per_s": one_at_a_time}
 
@@ -191,20 +150,17 @@ def phase_scan(data: str, epochs: int) -> dict:
 
 
 def phase_memory_24k(data: str, epochs: int) -> dict:
-    """Peak memory while training the default configuration for one epoch on 24,000 images."""
+    """Peak memory while training the default recipe for one epoch on 24,000 images."""
     from faceattr.data import scan, split_frame
-    from faceattr.defaults import DEFAULT_IMAGE_SIZE, resolve_recipe
-    from faceattr.pipeline import split_datasets
+    from faceattr.recipe import Recipe
     from faceattr.sample import write_sample
-    from faceattr.train import build_compiled
+    from faceattr.train import train_recipe
 
     with tempfile.TemporaryDirectory() as folder:
         os.environ["FACEATTR_CACHE_DIR"] = str(Path(folder) / "cache")
-        split = split_frame(scan(write_sample(Path(folder) / "faces", count=24000, seed=7)).frame, seed=42)
-        train = split[split["split"] == "train"]
-        model = build_compiled(resolve_recipe("default"), train, float(train["age"].max()))
+        split = split_frame(scan(write_sample(Path(folder) / "faces", count=24000, seed=7)).frame, seed=DEFAULT_SEED)
         started = time.perf_counter()
-        model.fit(split_datasets(split, DEFAULT_IMAGE_SIZE, 64)["train"], epochs=1, verbose=0)
+        train_recipe(Recipe.named("default", num_epochs=1), split, DEFAULT_SEED, validate=False)
         return {"train_images": int((split["split"] == "train").sum()), "epoch_seconds": time.perf_counter() - started}
 
 
@@ -212,185 +168,52 @@ TRADEOFF = [("default", 48), ("default", 64), ("default", 96), ("batchnorm", 64)
 
 
 def phase_tradeoff(data: str, epochs: int) -> dict:
-    """Image size and batch norm: seconds per (cached) epoch vs best validation scores, EPOCHS*2 epochs each."""
-    import keras
-
-    from faceattr.defaults import resolve_recipe
+    """Image size and batch norm: seconds per (cached) epoch vs best validation scores, EPOCHS*2 epochs each, at
+    each recipe's own batch size."""
     from faceattr.pipeline import split_datasets
-    from faceattr.train import build_compiled
+    from faceattr.recipe import Recipe
+    from faceattr.train import train_recipe
 
     split = load_split(data)
-    train = split[split["split"] == "train"]
     rows = []
     for arch, size in TRADEOFF:
-        keras.utils.set_random_seed(42)
-        model = build_compiled(resolve_recipe(arch, size), train, float(train["age"].max()))
-        datasets = split_datasets(split, size, 64, seed=42)
+        recipe = Recipe.named(arch, image_size=size, num_epochs=2 * epochs)
+        datasets = split_datasets(split, size, recipe.batch_size, DEFAULT_SEED)
         for _batch in datasets["train"]:  # fill the cache: time training, not decoding
             pass
         for _batch in datasets["validation"]:
             pass
-        started = time.perf_counter()
-        history = model.fit(datasets["train"], validation_data=datasets["validation"], epochs=2 * epochs, verbose=0)
-        seconds = (time.perf_counter() - started) / (2 * epochs)
-        best = int(np.argmin(history.history["val_loss"]))  # one recipe per row: its own weighted loss is comparable
-        rows.append({"arch": arch, "image_size": size, "parameters": model.count_params(), "seconds_per_epoch": seconds,
-                     **{key: history.history[f"val_{key}"][best] for key in ("gender_accuracy", "race_accuracy", "age_mae")}})
+        model, history = train_recipe(recipe, split, DEFAULT_SEED, datasets=datasets)
+        seconds = history["seconds"].iloc[-1] / recipe.num_epochs
+        best = history["val_loss"].idxmin()  # one recipe per row: its own weighted loss is comparable
+        rows.append({"arch": arch, "image_size": size, "batch_size": recipe.batch_size,
+                     "parameters": model.count_params(), "seconds_per_epoch": seconds,
+                     **{key: history.loc[best, f"val_{key}"] for key in ("gender_accuracy", "race_accuracy", "age_mae")}})
     return {"epochs": 2 * epochs, "rows": rows}
 
 
-def forward_flops(model) -> int:
-    """Floating-point operations of one image's forward pass through the convolutions and dense layers
-    (2 per multiply-add; activations, pooling and normalisation are left out: under 1% here)."""
-    import keras
-
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            total += forward_flops(layer)
-        elif isinstance(layer, keras.layers.Conv2D):
-            height, width, channels_out = layer.output.shape[1:]
-            kernel_h, kernel_w = layer.kernel_size
-            total += 2 * height * width * kernel_h * kernel_w * layer.input.shape[-1] * channels_out
-        elif isinstance(layer, keras.layers.Dense):
-            total += 2 * layer.input.shape[-1] * layer.units
-    return total
-
-
-def matmul_peak(dtype: str, size: int = 4096, repeats: int = 4, tries: int = 3) -> float:
-    """GFLOP/s of a large square matmul in `dtype`, the best of `tries` timings: the machine's practical peak for
-    dense maths."""
-    from faceattr.pipeline import tf
-
-    matrix = tf.cast(tf.random.normal((size, size)), dtype)
-    product = tf.function(lambda m: tf.matmul(m, m))
-    product(matrix).numpy()  # warm-up
-    best = 0.0
-    for _ in range(tries):
-        started = time.perf_counter()
-        for _ in range(repeats):
-            result = product(matrix)
-        result.numpy()
-        best = max(best, 2 * size ** 3 * repeats / (time.perf_counter() - started) / 1e9)
-    return best
-
-
-def training_rate(arch: str, size: int, batch: int, precision: str, split, steps: int = 30,
-                  jit: bool = False, tries: int = 3) -> float:
-    """Steady-state training images/s of ARCH at SIZE px: the best of `tries` timings of `steps` batches of random
-    pixels after a warm-up (pure compute: the input pipeline is measured in the input phase). The best, as timeit
-    takes, because other work on shared cores only ever slows a timing down."""
-    import keras
-
-    from faceattr.defaults import resolve_recipe
-    from faceattr.pipeline import tf
-    from faceattr.train import build_compiled
-
-    keras.mixed_precision.set_global_policy(precision)
-    train = split[split["split"] == "train"]
-    keras.utils.set_random_seed(42)
-    model = build_compiled(resolve_recipe(arch, size), train, float(train["age"].max()))
-    model.jit_compile = jit
-    images = tf.random.uniform((batch, size, size, 3), 0, 255)
-    targets = {"age": tf.fill((batch,), 30.0), "gender": tf.zeros((batch,), tf.int32),
-               "race": tf.zeros((batch,), tf.int32)}
-    data = tf.data.Dataset.from_tensors((images, targets)).repeat(steps)
-    model.fit(data.take(3), verbose=0)  # trace and warm up
-    rate = 0.0
-    for _ in range(tries):
-        started = time.perf_counter()
-        model.fit(data, verbose=0)
-        rate = max(rate, steps * batch / (time.perf_counter() - started))
-    keras.mixed_precision.set_global_policy("float32")
-    return rate
-
-
-ROOFLINE_TRIES = [  # (arch, size, batch, precision, jit): the kit's default first, then each thing tried
-    ("default", 64, 32, "float32", False), ("default", 64, 128, "float32", False),
-    ("default", 64, 32, "float32", True), ("default", 64, 32, "mixed_bfloat16", False),
-    ("default", 64, 128, "mixed_bfloat16", False), ("original", 198, 64, "float32", False),
-    ("original", 198, 64, "mixed_bfloat16", False)]
-
-
-def phase_roofline(data: str, epochs: int) -> dict:
-    """The machine's matmul peak (float32, bfloat16) and each model's achieved GFLOP/s while training, against it.
-    Training counts 3x the forward FLOPs (forward, gradient of the inputs, gradient of the weights)."""
-    from faceattr.model import make_model
-    from faceattr.pipeline import tf
-    from faceattr.train import cpu_has_bfloat16
-
-    split = load_split(data)
-    dtypes = {"float32": "float32", **({"mixed_bfloat16": "bfloat16"} if cpu_has_bfloat16() else {})}
-    before = {policy: matmul_peak(dtype) for policy, dtype in dtypes.items()}
-    rows = []
-    for arch, size, batch, precision, jit in ROOFLINE_TRIES:
-        if precision not in dtypes:
-            continue
-        flops = 3 * forward_flops(make_model(arch, size))
-        rate = training_rate(arch, size, batch, precision, split, jit=jit)
-        rows.append({"arch": arch, "image_size": size, "batch": batch, "precision": precision, "jit_compile": jit,
-                     "train_gflop_per_image": flops / 1e9, "images_per_s": rate, "gflop_per_s": rate * flops / 1e9})
-    # the peak is measured before and after the rows and the higher kept: a neighbour on shared cores during one
-    # measurement would otherwise put a row above "100%" of it
-    after = {policy: matmul_peak(dtype) for policy, dtype in dtypes.items()}
-    peaks = {policy: max(before[policy], after[policy]) for policy in dtypes}
-    for row in rows:
-        row["fraction_of_float32_peak"] = row["gflop_per_s"] / peaks["float32"]
-        row["fraction_of_own_peak"] = row["gflop_per_s"] / peaks[row["precision"]]
-    return {"peak_gflop_per_s": peaks, "peak_measurements": {"before_rows": before, "after_rows": after},
-            "threads": {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
-                        "inter_op": tf.config.threading.get_inter_op_parallelism_threads()},
-            "rows": rows}
-
-
-THREAD_SETTINGS = [(0, 0), (1, 1), (2, 1), (1, 2), (2, 2)]  # (intra-op, inter-op); 0 lets TensorFlow choose
-
-
-def phase_threads(data: str, epochs: int) -> dict:
-    """TensorFlow's thread pools: the default's steady-state training images/s (64 px, batch 32, the kit's
-    precision) for each setting in THREAD_SETTINGS, each in a fresh process (they are fixed at start-up)."""
-    import keras
-
-    policy = keras.mixed_precision.global_policy().name
-    rows = []
-    for intra, inter in THREAD_SETTINGS:
-        script = ("import json, sys; sys.path.insert(0, 'benchmarks'); import tensorflow as tf\n"
-                  f"tf.config.threading.set_intra_op_parallelism_threads({intra})\n"
-                  f"tf.config.threading.set_inter_op_parallelism_threads({inter})\n"
-                  f"import bench; split = bench.load_split({data!r})\n"
-                  f"print(json.dumps(bench.training_rate('default', 64, 32, {policy!r}, split)))\n")
-        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
-        if result.returncode != 0:
-            raise SystemExit(f"threads {intra}/{inter} failed:\n{result.stderr[-2000:]}")
-        rows.append({"intra_op": intra, "inter_op": inter, "precision": policy,
-                     "images_per_s": json.loads(result.stdout.strip().splitlines()[-1])})
-    return {"rows": rows}
-
-
 def phase_precision(data: str, epochs: int) -> dict:
-    """float32 against mixed_bfloat16 (where the CPU has it): the default recipe, 3 seeds, DEFAULT_EPOCHS epochs
-    each, validation scores after the last epoch and seconds per cached epoch."""
+    """float32 against mixed_bfloat16 (where the CPU has it): the default recipe, 3 seeds, its own epochs each,
+    validation scores after the last epoch and seconds per cached epoch."""
     import keras
 
-    from faceattr.defaults import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_IMAGE_SIZE, resolve_recipe
     from faceattr.pipeline import split_datasets
-    from faceattr.train import build_compiled, cpu_has_bfloat16, timed_fit
+    from faceattr.recipe import Recipe
+    from faceattr.train import cpu_has_bfloat16, train_recipe
 
+    recipe = Recipe.named("default")
     split = load_split(data)
-    train = split[split["split"] == "train"]
-    datasets = split_datasets(split, DEFAULT_IMAGE_SIZE, DEFAULT_BATCH_SIZE, seed=42)
+    datasets = split_datasets(split, recipe.image_size, recipe.batch_size, DEFAULT_SEED)
     rows = []
     for precision in ("float32", "mixed_bfloat16") if cpu_has_bfloat16() else ("float32",):
         keras.mixed_precision.set_global_policy(precision)
         for seed in range(3):
-            keras.utils.set_random_seed(seed)
-            model = build_compiled(resolve_recipe("default"), train, float(train["age"].max()))
-            history = timed_fit(model, datasets["train"], datasets["validation"], DEFAULT_EPOCHS)
+            history = train_recipe(recipe, split, seed, datasets=datasets).history
             last = history.iloc[-1]
             rows.append({"precision": precision, "seed": seed, "first_epoch_seconds": history["seconds"].iloc[0],
-                         "seconds_per_epoch": (last["seconds"] - history["seconds"].iloc[0]) / (DEFAULT_EPOCHS - 1),
+                         "seconds_per_epoch": (last["seconds"] - history["seconds"].iloc[0]) / (recipe.num_epochs - 1),
                          **{key: last[f"val_{key}"] for key in ("gender_accuracy", "race_accuracy", "age_mae")}})
-    return {"epochs": DEFAULT_EPOCHS, "rows": rows}
+    return {"epochs": recipe.num_epochs, "rows": rows}
 
 
 BALANCE_CANDIDATES = ["old default (fixed 1/1/1)", "kit default", "report (198 px, its losses)"]
@@ -402,13 +225,6 @@ def phase_balance(data: str, epochs: int) -> dict:
     from balance import study  # benchmarks/balance.py, beside this script
 
     return study([data], BALANCE_CANDIDATES, seeds=3, epochs=2 * epochs, test=False)
-
-
-def _open(path: str, size: int):
-    """PIL open, RGB, resize: the report's per-image loading."""
-    from PIL import Image
-
-    return Image.open(path).convert("RGB").resize((size, size))
 
 
 def pick(metrics: dict) -> dict:
@@ -435,25 +251,6 @@ def run_phase(name: str, data: str, epochs: int) -> dict:
     return payload
 
 
-def machine() -> dict:
-    """CPU model, cores and package versions."""
-    from faceattr.runs import package_versions
-
-    model = platform.processor() or "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {"cpu": model, "cores": os.cpu_count(), "platform": platform.platform(), "versions": package_versions()}
-
-
-def machine_slug(info: dict) -> str:
-    """A results file's name for this machine: its CPU model and core count, e.g. amd-epyc-2cores."""
-    return "".join(c if c.isalnum() else "-" for c in info["cpu"].lower()).strip("-")[:40] + f"-{info['cores']}cores"
-
-
 def ratios(results: dict) -> dict:
     """The targets, as ratios measured in this run."""
     data_input, report, default = results["input"], results["train_report"], results["train_default"]
@@ -474,16 +271,6 @@ def ratios(results: dict) -> dict:
         **roofline_ratios(results["roofline"]),
         **precision_ratios(results["precision"]),
     }
-
-
-def roofline_ratios(roofline: dict) -> dict:
-    """The default's (64 px, batch 32) and the report model's (198 px, batch 64) achieved share of the float32
-    matmul peak, in float32 and in the kit's precision where it differs."""
-    found = {}
-    for row in roofline["rows"]:
-        if not row["jit_compile"] and (row["arch"], row["batch"]) in (("default", 32), ("original", 64)):
-            found[f"{row['arch']}_{row['precision']}_fraction_of_float32_peak"] = row["fraction_of_float32_peak"]
-    return found
 
 
 def precision_ratios(precision: dict) -> dict:

@@ -27,34 +27,30 @@ def measure(split: pd.DataFrame, scheme: str, seed: int, epochs: int, batches: i
     """Train one fresh default model under `scheme`; each head's trunk gradient norm before and after."""
     import keras
 
-    from faceattr.balance import head_losses, prepare_balance, task_uncertainty_layer, trunk_gradient_norms
-    from faceattr.defaults import DEFAULT_BATCH_SIZE, resolve_recipe
-    from faceattr.model import make_model
-    from faceattr.pipeline import make_dataset, split_datasets
-    from faceattr.train import compile_model, timed_fit
+    from faceattr.balance import head_losses, loss_weights_now, trunk_gradient_norms
+    from faceattr.pipeline import make_dataset
+    from faceattr.recipe import Recipe, age_scale_of
+    from faceattr.train import train_recipe
 
     train = split[split["split"] == "train"]
-    age_scale = float(train["age"].max())
-    recipe = resolve_recipe("default", loss_balance=SCHEMES[scheme])
-    keras.utils.set_random_seed(seed)
-    model, losses, weights = prepare_balance(make_model("default", recipe["image_size"], age_scale), train,
-                                             recipe["loss_balance"], recipe["age_loss"], age_scale)
-    compile_model(model, recipe["learning_rate"], losses, weights)
-    fixed = list(make_dataset(train, recipe["image_size"], DEFAULT_BATCH_SIZE).take(batches))
-    plain = head_losses(recipe["age_loss"], age_scale)
+    age_scale = age_scale_of(train)
+    recipe = Recipe.named("default", loss_balance=SCHEMES[scheme], num_epochs=epochs)
+    fixed = list(make_dataset(train, recipe.image_size, recipe.batch_size).take(batches))
+    plain = head_losses(recipe.age_loss, age_scale)
+    start = {}   # before the first step: the norms, and the weights compiled in
 
-    def now() -> dict[str, float]:
-        """The head weights in force now (the learned exp(-s) under "learned")."""
-        layer = task_uncertainty_layer(model)
-        return layer.weights_now() if layer else weights
+    def measure_start(logs: dict | None = None) -> None:
+        """Each head's trunk gradient norm under the weights in force (the learned exp(-s) under "learned")."""
+        model = at_start.model
+        start.update(norms=trunk_gradient_norms(model, fixed, plain, loss_weights_now(model)),
+                     weights=dict(model.get_compile_config()["loss_weights"]))
 
-    start = trunk_gradient_norms(model, fixed, plain, now())
-    data = split_datasets(split, recipe["image_size"], DEFAULT_BATCH_SIZE, seed=seed)
-    history = timed_fit(model, data["train"], data["validation"], epochs)
-    end = trunk_gradient_norms(model, fixed, plain, now())
+    at_start = keras.callbacks.LambdaCallback(on_train_begin=measure_start)
+    model, history = train_recipe(recipe, split, seed, extra_callbacks=[at_start])
+    end = trunk_gradient_norms(model, fixed, plain, loss_weights_now(model))
     last = history.iloc[-1]
-    return {"scheme": scheme, "seed": seed, "start": start, "end": end, "weights_start": weights,
-            "weights_end": now(), **{key: float(last[key]) for key in
+    return {"scheme": scheme, "seed": seed, "start": start["norms"], "end": end, "weights_start": start["weights"],
+            "weights_end": loss_weights_now(model), **{key: float(last[key]) for key in
                                      ("val_age_mae", "val_gender_accuracy", "val_race_accuracy")}}
 
 
@@ -80,7 +76,7 @@ def main() -> int:
     parser.add_argument("--batches", type=int, default=4)
     parser.add_argument("--out", help="the JSON to write (default: results/gradients-<this CPU>.json)")
     args = parser.parse_args()
-    from bench import machine, machine_slug
+    from machine import machine, machine_slug
     from faceattr.train import choose_precision
 
     info = machine()
@@ -88,8 +84,9 @@ def main() -> int:
 
     precision = choose_precision()
     from faceattr.data import resolve_data_dir, scan, split_frame
+    from faceattr.defaults import DEFAULT_SEED
 
-    split = split_frame(scan(resolve_data_dir(args.data)).frame, seed=42)
+    split = split_frame(scan(resolve_data_dir(args.data)).frame, seed=DEFAULT_SEED)
     rows = []
     for seed in range(args.seeds):
         for scheme in SCHEMES:

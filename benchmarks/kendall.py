@@ -53,25 +53,25 @@ def run_one(split, form: str, seed: int, epochs: int) -> dict:
     import keras
 
     from faceattr.balance import TaskUncertainty, head_losses, trivial_errors, trivial_losses
-    from faceattr.defaults import DEFAULT_BATCH_SIZE, resolve_recipe
     from faceattr.labels import HEAD_NAMES
     from faceattr.model import make_model
     from faceattr.pipeline import split_datasets
+    from faceattr.recipe import Recipe, age_scale_of
     from faceattr.train import compile_model, fit
 
     train = split[split["split"] == "train"]
-    age_scale, recipe = float(train["age"].max()), resolve_recipe("default")
-    reference = trivial_losses(train, recipe["age_loss"], age_scale)
+    age_scale, recipe = age_scale_of(train), Recipe.named("default")
+    reference = trivial_losses(train, recipe.age_loss, age_scale)
     loss_class, shift = loss_forms()[form]
     keras.utils.set_random_seed(seed)
-    base = make_model("default", recipe["image_size"], age_scale)
+    base = make_model("default", recipe.image_size, age_scale)
     layer = TaskUncertainty({head: math.log(reference[head]) + (0.0 if head == "age" else shift) for head in HEAD_NAMES},
                             name="task_uncertainty")
     model = keras.Model(base.inputs, layer(base.output), name=base.name)
-    plain = head_losses(recipe["age_loss"], age_scale)
-    compile_model(model, recipe["learning_rate"], {head: loss_class(plain[head], layer, head) for head in HEAD_NAMES},
+    plain = head_losses(recipe.age_loss, age_scale)
+    compile_model(model, recipe.learning_rate, {head: loss_class(plain[head], layer, head) for head in HEAD_NAMES},
                   {head: 1.0 for head in HEAD_NAMES})
-    data = split_datasets(split, recipe["image_size"], DEFAULT_BATCH_SIZE, seed=seed)
+    data = split_datasets(split, recipe.image_size, recipe.batch_size, seed=seed)
     with tempfile.TemporaryDirectory() as run_dir:
         history = fit(model, data["train"], data["validation"], epochs, run_dir, trivial_errors(train), progress="none")
     best = history.loc[history["val_score"].idxmin()]
@@ -96,12 +96,13 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--out", help="the JSON to write (default: results/kendall-<this CPU>.json)")
     args = parser.parse_args()
-    from bench import machine, machine_slug
+    from machine import machine, machine_slug
     from faceattr.data import resolve_data_dir, scan, split_frame
+    from faceattr.defaults import DEFAULT_SEED
     from faceattr.train import choose_precision
 
     precision, info = choose_precision(), machine()
-    split = split_frame(scan(resolve_data_dir("sample")).frame, seed=42)
+    split = split_frame(scan(resolve_data_dir("sample")).frame, seed=DEFAULT_SEED)
     rows = [run_one(split, form, seed, args.epochs) for seed in range(args.seeds) for form in loss_forms()]
     print(table(rows))
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"kendall-{machine_slug(info)}.json")

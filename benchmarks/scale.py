@@ -72,9 +72,10 @@ def report_seconds_per_epoch(data: str, env: dict, steps: int = 8) -> dict:
     """The report's recipe (original_model() at 198 px, its generator, batch 64, float32): seconds for `steps`
     batches after a warm-up, extrapolated to one epoch of the training split."""
     script = (f"import json, sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import bench, time, keras, numpy as np\n"
+              f"from faceattr.recipe import age_scale_of\n"
               f"keras.mixed_precision.set_global_policy('float32')\n"
               f"split = bench.load_split({data!r}); train = split[split['split'] == 'train']\n"
-              f"wrapped, _ = bench.report_model(); generator = bench.report_generator(train, float(train['age'].max()))\n"
+              f"wrapped, _ = bench.report_model(); generator = bench.report_generator(train, age_scale_of(train))\n"
               f"wrapped.fit(generator, steps_per_epoch=1, epochs=1, verbose=0)\n"
               f"started = time.perf_counter(); wrapped.fit(generator, steps_per_epoch={steps}, epochs=1, verbose=0)\n"
               f"per_image = (time.perf_counter() - started) / ({steps} * bench.REPORT_BATCH)\n"

@@ -130,24 +130,23 @@ def format_metrics(metrics: dict) -> str:
 
 def command_train(args: argparse.Namespace) -> int:
     """Train one architecture and evaluate it on the full test split."""
-    from faceattr.defaults import check_settings, parse_loss_weights, resolve_recipe
+    from faceattr.defaults import check_seed, parse_loss_weights
+    from faceattr.recipe import Recipe
 
-    # every setting is checked before TensorFlow is imported
-    check_settings(args.arch, args.epochs, args.image_size, args.batch_size, args.loss_balance, args.age_head,
-                   args.balance, args.learning_rate)
+    # every setting is checked before TensorFlow is imported, once: a Recipe is checked when it is made
     loss_weights = parse_loss_weights(args.loss_weights) if args.loss_weights else None
-    resolve_recipe(args.arch, args.image_size, args.age_head, args.loss_balance, loss_weights, args.learning_rate)
+    recipe = Recipe.named(args.arch, image_size=args.image_size, age_head=args.age_head,
+                          loss_balance=args.loss_balance, loss_weights=loss_weights,
+                          learning_rate=args.learning_rate, batch_size=args.batch_size, balance=args.balance,
+                          augment=args.augment, num_epochs=args.epochs)
+    check_seed(args.seed)
     data = resolve_data_dir(args.data)
     RunFolder(args.out).refuse_inside(data)  # before TensorFlow is imported, too
     from faceattr.data import data_in_use
     from faceattr.train import train_run
 
     with data_in_use(data):  # from the scan on: `faceattr cache --clear` leaves the data's extraction alone
-        metrics = train_run(data, args.out, arch=args.arch, num_epochs=args.epochs,
-                            batch_size=args.batch_size, image_size=args.image_size, seed=args.seed,
-                            overwrite=args.overwrite, augment=args.augment, age_head=args.age_head,
-                            loss_balance=args.loss_balance, loss_weights=loss_weights, balance=args.balance,
-                            learning_rate=args.learning_rate,
+        metrics = train_run(data, args.out, recipe, seed=args.seed, overwrite=args.overwrite,
                             report=lambda note: print(f"faceattr train: note: {note}", file=sys.stderr))
     print(format_metrics(metrics))
     run = RunFolder(args.out)

@@ -17,6 +17,7 @@ ADAM_LEARNING_RATE = 1e-3  # Keras's own default for Adam, which the report used
 # mean val_score and fell behind the report's race accuracy after 5 epochs on the 3,000-image folder
 DEFAULT_LEARNING_RATE = ADAM_LEARNING_RATE
 DEFAULT_SEED = 42
+DEFAULT_PATIENCE = 5  # epochs without a better val_score before early stopping
 MIN_IMAGE_SIZE = 32
 # Arithmetic precision: "auto" computes in mixed_float16 on a GPU and in mixed_bfloat16 on a CPU with native
 # bfloat16 (AVX-512 BF16 or AMX; faster at equal accuracy: docs/performance.md), else float32;
@@ -38,19 +39,23 @@ GROUP_BALANCES: tuple[str, ...] = ("none", "sample", "weight")
 REPORT_LOSS_WEIGHTS = {"age": 2.0, "gender": 1.0, "race": 1.5}
 EQUAL_LOSS_WEIGHTS = {head: 1.0 for head in HEAD_NAMES}
 
-# One recipe per architecture: its default image size, age head and loss, how the head losses are balanced, and
-# Adam's learning rate.
+# One recipe per architecture: its default image size, pixel scaling (-1..1 when centred, else the report's 0..1),
+# age head and loss, how the head losses are balanced, and Adam's learning rate. faceattr.recipe.Recipe.named starts
+# from these (with the kit's batch size, group balance, augmentation and epochs);
 # faceattr.model.BUILDERS holds the matching builders; everything else reads this table.
 RECIPES: dict[str, dict] = {
     # measured on validation over 3 seeds: see benchmarks/balance.py and docs/balance.md
-    "default": {"image_size": DEFAULT_IMAGE_SIZE, "age_head": "expectation", "age_loss": "huber",
-                "loss_balance": "uncertainty", "loss_weights": None, "learning_rate": DEFAULT_LEARNING_RATE},
-    "batchnorm": {"image_size": DEFAULT_IMAGE_SIZE, "age_head": "expectation", "age_loss": "huber",
-                  "loss_balance": "uncertainty", "loss_weights": None, "learning_rate": DEFAULT_LEARNING_RATE},
-    "original": {"image_size": 198, "age_head": "sigmoid", "age_loss": "mse",
+    "default": {"image_size": DEFAULT_IMAGE_SIZE, "centre_pixels": True, "age_head": "expectation",
+                "age_loss": "huber", "loss_balance": "uncertainty", "loss_weights": None,
+                "learning_rate": DEFAULT_LEARNING_RATE},
+    "batchnorm": {"image_size": DEFAULT_IMAGE_SIZE, "centre_pixels": True, "age_head": "expectation",
+                  "age_loss": "huber", "loss_balance": "uncertainty", "loss_weights": None,
+                  "learning_rate": DEFAULT_LEARNING_RATE},
+    "original": {"image_size": 198, "centre_pixels": False, "age_head": "sigmoid", "age_loss": "mse",
                  "loss_balance": "fixed", "loss_weights": REPORT_LOSS_WEIGHTS, "learning_rate": ADAM_LEARNING_RATE},
-    "mobilenet": {"image_size": 96, "age_head": "linear", "age_loss": "huber",
-                  "loss_balance": "normalised", "loss_weights": None, "learning_rate": ADAM_LEARNING_RATE},
+    "mobilenet": {"image_size": 96, "centre_pixels": True,  # its backbone scales pixels to -1..1 itself
+                  "age_head": "linear", "age_loss": "huber", "loss_balance": "normalised", "loss_weights": None,
+                  "learning_rate": ADAM_LEARNING_RATE},
 }
 ARCH_NAMES: tuple[str, ...] = tuple(RECIPES)
 
@@ -126,53 +131,12 @@ def check_learning_rate(learning_rate: float) -> float:
     return float(learning_rate)
 
 
-def resolve_recipe(arch: str = "default", image_size: int | None = None, age_head: str | None = None,
-                   loss_balance: str | None = None, loss_weights: dict[str, float] | None = None,
-                   learning_rate: float | None = None) -> dict:
-    """An architecture's recipe with any of its settings overridden; the weights are checked here.
-
-    Fixed weights are kept only under the "fixed" balance: the recipe's own when it is fixed, else 1 each."""
-    recipe = dict(RECIPES[check_choice("arch", arch, ARCH_NAMES)])
-    recipe.update({key: value for key, value in (("image_size", image_size), ("age_head", age_head),
-                                                 ("loss_balance", loss_balance),
-                                                 ("learning_rate", learning_rate)) if value is not None})
-    check_choice("age head", recipe["age_head"], AGE_HEADS)
-    check_learning_rate(recipe["learning_rate"])
-    check_choice("loss balance", recipe["loss_balance"], LOSS_BALANCES)
-    if loss_weights is not None and recipe["loss_balance"] != "fixed":
-        raise SettingsError(f"loss weights are only for --loss-balance fixed; {recipe['loss_balance']!r} sets its own.")
-    if recipe["loss_balance"] == "fixed":
-        own = RECIPES[arch]["loss_weights"] if RECIPES[arch]["loss_balance"] == "fixed" else None
-        recipe["loss_weights"] = check_loss_weights(loss_weights or own or EQUAL_LOSS_WEIGHTS)
-    else:
-        recipe["loss_weights"] = None
-    return {"arch": arch, **recipe}
-
-
 def check_image_size(image_size: int) -> int:
     """Return `image_size` if it lies in MIN_IMAGE_SIZE..MAX_IMAGE_SIZE, else raise an error that says so."""
     if not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:
         raise SettingsError(f"image size {image_size} is outside {MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE}; "
                             f"{DEFAULT_IMAGE_SIZE} is the default.")
     return image_size
-
-
-def check_settings(arch: str, num_epochs: int, image_size: int | None, batch_size: int,
-                   loss_balance: str | None = None, age_head: str | None = None, balance: str = "none",
-                   learning_rate: float | None = None) -> None:
-    """Reject bad training settings before any work starts."""
-    check_choice("arch", arch, ARCH_NAMES)
-    check_choice("balance", balance, GROUP_BALANCES)
-    if loss_balance is not None:
-        check_choice("loss balance", loss_balance, LOSS_BALANCES)
-    if age_head is not None:
-        check_choice("age head", age_head, AGE_HEADS)
-    check_epochs(num_epochs)
-    if image_size is not None:
-        check_image_size(image_size)
-    check_batch_size(batch_size)
-    if learning_rate is not None:
-        check_learning_rate(learning_rate)
 
 
 def check_at_least(kind: str, value: int, minimum: int = 1) -> int:

@@ -95,17 +95,22 @@ def build_model(image_size: int = DEFAULT_IMAGE_SIZE, trunk_filters: tuple[int, 
 
 
 def original_model(image_size: int = RECIPES["original"]["image_size"], age_scale: float = AGE_MAX,
-                   age_head: str = RECIPES["original"]["age_head"]) -> keras.Model:
+                   age_head: str = RECIPES["original"]["age_head"],
+                   centre_pixels: bool = RECIPES["original"]["centre_pixels"]) -> keras.Model:
     """The student report's network (198x198 by default): five conv blocks 32/64/128/160/192, no batch norm,
     global max pooling, sigmoid age head, pixels scaled to 0..1. The report's 4th and 5th conv layers both read
     the 3rd pool, leaving the 4th dead; here each block feeds the next, as the report intended."""
     return build_model(image_size, ORIGINAL_TRUNK, batch_norm=False, pooling="max",
-                       age_head=age_head, age_scale=age_scale, centre_pixels=False, name="original")
+                       age_head=age_head, age_scale=age_scale, centre_pixels=centre_pixels, name="original")
 
 
 def transfer_model(image_size: int = RECIPES["mobilenet"]["image_size"], backbone: str = "mobilenet_v3_small",
-                   weights: str | None = None, age_scale: float = AGE_MAX, age_head: str = "linear") -> keras.Model:
-    """A Keras Applications backbone with the same three heads; `weights="imagenet"` needs a download."""
+                   weights: str | None = None, age_scale: float = AGE_MAX, age_head: str = "linear",
+                   centre_pixels: bool = True) -> keras.Model:
+    """A Keras Applications backbone with the same three heads; `weights="imagenet"` needs a download. The
+    backbone scales its own pixels, so `centre_pixels` must be True (faceattr.recipe.Recipe checks it)."""
+    if not centre_pixels:
+        raise SettingsError(f"centre_pixels=False is not for {backbone}: the backbone scales its own pixels.")
     builders = {"mobilenet_v3_small": keras.applications.MobileNetV3Small,
                 "efficientnet_b0": keras.applications.EfficientNetB0}
     if backbone not in builders:
@@ -162,11 +167,13 @@ BUILDERS: dict[str, Callable[..., keras.Model]] = {  # one per faceattr.defaults
 
 
 def make_model(arch: str, image_size: int | None = None, age_scale: float = AGE_MAX,
-               age_head: str | None = None) -> keras.Model:
-    """Build a named architecture at `image_size`, with `age_head` (its recipe's own when None)."""
+               age_head: str | None = None, centre_pixels: bool | None = None) -> keras.Model:
+    """Build a named architecture at `image_size`, with `age_head` and `centre_pixels` (its recipe's own when None)."""
     recipe = RECIPES[check_choice("arch", arch, tuple(BUILDERS))]
     size = check_image_size(image_size or recipe["image_size"])
-    return BUILDERS[arch](image_size=size, age_scale=age_scale, age_head=age_head or recipe["age_head"])
+    centre = recipe["centre_pixels"] if centre_pixels is None else centre_pixels
+    return BUILDERS[arch](image_size=size, age_scale=age_scale, age_head=age_head or recipe["age_head"],
+                         centre_pixels=centre)
 
 
 # The kit's contract for a model (notebook 03's, a student's edit, or a builder's): what training, evaluation and

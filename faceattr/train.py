@@ -7,18 +7,20 @@ import io
 import os
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
 from faceattr import import_tensorflow
 from faceattr.balance import (SCORE, SCORE_DEFINITION, BalanceLog, head_losses, kept_loss_weights, loss_weights_now,
                               parameter_counts, prepare_balance, trivial_errors, trivial_losses)
-from faceattr.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, DEFAULT_PRECISION, DEFAULT_SEED,
-                               PRECISION_VARIABLE, PRECISIONS, check_choice, check_settings, resolve_recipe)
+from faceattr.defaults import (DEFAULT_LEARNING_RATE, DEFAULT_PATIENCE, DEFAULT_PRECISION, DEFAULT_SEED,
+                               PRECISION_VARIABLE, PRECISIONS, check_choice)
 from faceattr.errors import SettingsError
 from faceattr.evaluate import evaluate_run
 from faceattr.labels import HEAD_NAMES
 from faceattr.model import make_model
+from faceattr.recipe import Recipe, age_scale_of
 from faceattr.runs import RunFolder
 
 tf = import_tensorflow()
@@ -141,7 +143,7 @@ class HistoryLog(keras.callbacks.Callback):
         RunFolder(self.path.parent).write(self.path, lambda temporary: temporary.write_text(text.getvalue()))
 
 
-def standard_callbacks(run_dir: str | Path, reference_errors: dict[str, float], patience: int = 5,
+def standard_callbacks(run_dir: str | Path, reference_errors: dict[str, float], patience: int = DEFAULT_PATIENCE,
                        reduce_lr: bool = True, epoch_lines: bool = True) -> list[keras.callbacks.Callback]:
     """The selection score first (every head counts in it), then CSV history, best-on-`val_score`
     checkpoint, early stopping, optional LR schedule and progress."""
@@ -190,7 +192,7 @@ def prebuild(model: keras.Model, data: tf.data.Dataset | tuple) -> keras.Model:
 
 
 def fit(model: keras.Model, train_data: tf.data.Dataset, validation_data: tf.data.Dataset, num_epochs: int,
-        run_dir: str | Path, reference_errors: dict[str, float], patience: int = 5,
+        run_dir: str | Path, reference_errors: dict[str, float], patience: int = DEFAULT_PATIENCE,
         progress: str = "lines", extra_callbacks: list[keras.callbacks.Callback] | None = None) -> pd.DataFrame:
     """Fit with the standard callbacks, selecting on `val_score` against `reference_errors`
     (`faceattr.balance.trivial_errors` of the training split); progress is "lines", "bar" (Keras) or "none".
@@ -237,60 +239,102 @@ def timed_fit(model: keras.Model, train_data: tf.data.Dataset, validation_data: 
     return logs.assign(epoch=range(1, num_epochs + 1), seconds=seconds)
 
 
-def build_compiled(recipe: dict, train: pd.DataFrame, age_scale: float,
+def build_compiled(recipe: Recipe, train: pd.DataFrame, age_scale: float,
                    model: keras.Model | None = None) -> keras.Model:
-    """Build `recipe`'s model (from `faceattr.defaults.resolve_recipe`), or take `model` (a student's own), and
-    compile it with the recipe's balanced losses and learning rate."""
-    model = model or make_model(recipe["arch"], recipe["image_size"], age_scale, recipe["age_head"])
-    model, losses, weights = prepare_balance(model, train, recipe["loss_balance"], recipe["age_loss"], age_scale,
-                                             recipe["loss_weights"])
-    return compile_model(model, recipe["learning_rate"], losses, weights)
+    """Build `recipe`'s model, or take `model` (a student's own), and compile it with the recipe's balanced losses
+    and learning rate."""
+    model = model or make_model(recipe.arch, recipe.image_size, age_scale, recipe.age_head, recipe.centre_pixels)
+    model, losses, weights = prepare_balance(model, train, recipe.loss_balance, recipe.age_loss, age_scale,
+                                             recipe.loss_weights)
+    return compile_model(model, recipe.learning_rate, losses, weights)
 
 
-def train_run(data: str | Path, run_dir: str | Path, arch: str = "default", num_epochs: int = DEFAULT_EPOCHS,
-              batch_size: int = DEFAULT_BATCH_SIZE, image_size: int | None = None, seed: int = DEFAULT_SEED,
-              overwrite: bool = False,
-              learning_rate: float | None = None, patience: int = 5, augment: bool = False, progress: str = "lines",
-              age_head: str | None = None, loss_balance: str | None = None,
-              loss_weights: dict[str, float] | None = None, balance: str = "none", report=print) -> dict:
-    """Scan, split, train and evaluate one architecture; write everything into RUN_DIR (holding its lock, and a
-    shared lock on the data's cached extraction, so `faceattr cache --clear` leaves it alone). `balance` is the
-    mitigation across race x gender groups (faceattr.defaults.GROUP_BALANCES); `report` gets any note of
-    `--overwrite` about files it left alone."""
+class Trained(NamedTuple):
+    """A recipe's trained model and its per-epoch history."""
+
+    model: keras.Model
+    history: pd.DataFrame
+
+
+def train_recipe(recipe: Recipe, split: pd.DataFrame, seed: int = DEFAULT_SEED, run_dir: str | Path | None = None,
+                 model: keras.Model | None = None, datasets: dict[str, tf.data.Dataset] | None = None,
+                 validate: bool = True, patience: int = DEFAULT_PATIENCE, progress: str = "none",
+                 strategy: tf.distribute.Strategy | None = None, eager: bool = False,
+                 extra_callbacks: list[keras.callbacks.Callback] | None = None) -> Trained:
+    """The kit's one way to train: seed, build `recipe`'s model (or take `model`) and compile it, batch `split`
+    (or take `datasets`, made once by `split_datasets` for several recipes) and fit for `recipe.num_epochs`.
+
+    With `run_dir`, `fit`: the kit's callbacks, selection on val_score, the kept epoch's model saved there and
+    restored. Without, `timed_fit`: exactly num_epochs, seconds in the history. `validate=False` skips the
+    validation pass (timed_fit only); `eager` runs the steps eagerly (a token budget: tracing costs more)."""
+    from faceattr.pipeline import split_datasets
+
+    train = split[split["split"] == "train"]
+    age_scale = age_scale_of(train)
+    strategy = strategy or tf.distribute.get_strategy()
+    keras.utils.set_random_seed(seed)
+    with strategy.scope():
+        model = build_compiled(recipe, train, age_scale, model)
+    model.run_eagerly = eager
+    datasets = datasets or split_datasets(split, recipe.image_size, recipe.batch_size, seed, recipe.augment,
+                                          recipe.balance, strategy.num_replicas_in_sync)
+    validation = datasets["validation"] if validate else None
+    if run_dir is None:
+        history = timed_fit(model, datasets["train"], validation, recipe.num_epochs, extra_callbacks)
+    elif validation is None:
+        raise SettingsError("validate=False needs no run_dir: selection reads the validation score each epoch.")
+    else:
+        history = fit(model, datasets["train"], validation, recipe.num_epochs, run_dir, trivial_errors(train),
+                      patience, progress, extra_callbacks)
+    return Trained(model, history)
+
+
+class StartingState(keras.callbacks.Callback):
+    """Records what config.json says of the model as training begins: its name, parameters and loss weights."""
+
+    def __init__(self):
+        super().__init__()
+        self.state: dict = {}
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        """Read the compiled model before its first step."""
+        self.state = {"model_name": self.model.name, "parameters": parameter_counts(self.model),
+                      "loss_weights": loss_weights_now(self.model)}
+
+
+def train_run(data: str | Path, run_dir: str | Path, recipe: Recipe | None = None, seed: int = DEFAULT_SEED,
+              overwrite: bool = False, patience: int = DEFAULT_PATIENCE, progress: str = "lines",
+              report=print) -> dict:
+    """Scan, split, train `recipe` (the default one when None) and evaluate it; write everything into RUN_DIR
+    (holding its lock, and a shared lock on the data's cached extraction, so `faceattr cache --clear` leaves it
+    alone). `report` gets any note of `--overwrite` about files it left alone."""
     from faceattr.data import data_in_use, is_sample, scan, split_frame
-    from faceattr.pipeline import replica_batch_size, split_datasets
+    from faceattr.pipeline import replica_batch_size
 
-    check_settings(arch, num_epochs, image_size, batch_size, loss_balance, age_head, balance, learning_rate)
+    recipe = recipe or Recipe.named()
     RunFolder(run_dir).refuse_inside(data)
-    recipe = resolve_recipe(arch, image_size, age_head, loss_balance, loss_weights, learning_rate)
     precision = choose_precision()
     result = scan(data)
     split = split_frame(result.frame, seed=seed)
     strategy = device_strategy()
     for name, count in split["split"].value_counts().items():   # refuse before the run folder is touched
-        replica_batch_size(name, count, batch_size, strategy.num_replicas_in_sync)
+        replica_batch_size(name, count, recipe.batch_size, strategy.num_replicas_in_sync)
     with data_in_use(data), RunFolder(run_dir).writing(overwrite, report=report) as run:
         run.save_split(split)
         train = split[split["split"] == "train"]
-        age_scale = float(train["age"].max())  # from training data only
+        age_scale = age_scale_of(train)
         reference_errors = trivial_errors(train)
         config = run.write_run_config(
-            result.root, is_sample(result.root), **recipe, num_epochs=num_epochs, batch_size=batch_size, seed=seed,
-            patience=patience, augment=augment, balance=balance, precision=precision,
+            result.root, is_sample(result.root), **recipe.settings(), seed=seed,
+            patience=patience, precision=precision,
             age_scale=age_scale,
-            trivial_losses=trivial_losses(train, recipe["age_loss"], age_scale), trivial_errors=reference_errors,
+            trivial_losses=trivial_losses(train, recipe.age_loss, age_scale), trivial_errors=reference_errors,
             monitor={"name": SCORE, "definition": SCORE_DEFINITION},
             split_counts=split["split"].value_counts().to_dict())
-        keras.utils.set_random_seed(seed)
-        with strategy.scope():
-            model = build_compiled(recipe, train, age_scale)
-        config = config.updated(model_name=model.name, parameters=parameter_counts(model),
-                                loss_weights=loss_weights_now(model))
-        datasets = split_datasets(split, recipe["image_size"], batch_size, seed, augment, balance,
-                                  strategy.num_replicas_in_sync)
+        starting = StartingState()
         started = time.perf_counter()
-        history = fit(model, datasets["train"], datasets["validation"], num_epochs, run.root, reference_errors,
-                      patience, progress)
-        run.write_config(config.updated(train_seconds=round(time.perf_counter() - started, 2),
+        history = train_recipe(recipe, split, seed, run.root, patience=patience, progress=progress,
+                               strategy=strategy, extra_callbacks=[starting]).history
+        run.write_config(config.updated(**starting.state, train_seconds=round(time.perf_counter() - started, 2),
                                         epochs_run=len(history), loss_weights_learned=kept_loss_weights(history)))
         return evaluate_run(run.root)

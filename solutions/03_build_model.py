@@ -14,8 +14,10 @@ BATCH_SIZE = 32
 
 def _age_scale(data_dir: str) -> float:
     """The oldest training age: the age head's unit, as in the notebook."""
+    from faceattr.recipe import age_scale_of
+
     split = split_of(data_dir)
-    return float(split.loc[split["split"] == "train", "age"].max())
+    return age_scale_of(split[split["split"] == "train"])
 
 
 def _notebook_model(image_size: int, age_scale: float, momentum: float | None = None):
@@ -48,20 +50,15 @@ def _datasets(data_dir: str, image_size: int = TOKEN_IMAGE_SIZE) -> dict:
     return split_datasets(split_of(data_dir), image_size, BATCH_SIZE)
 
 
-def _train_briefly(model, data_dir: str, age_scale: float, loss_balance: str = "uncertainty") -> pd.DataFrame:
+def _train_briefly(model, data_dir: str, loss_balance: str = "uncertainty") -> pd.DataFrame:
     """Compile `model` with the default recipe's losses (or `loss_balance`) and train it for TOKEN_EPOCHS;
     return the per-epoch history (training and validation metrics)."""
-    import keras
+    from faceattr.recipe import Recipe
+    from faceattr.train import train_recipe
 
-    from faceattr.defaults import resolve_recipe
-    from faceattr.train import build_compiled, timed_fit
-
-    split = split_of(data_dir)
-    keras.utils.set_random_seed(SEED)
-    recipe = resolve_recipe("default", TOKEN_IMAGE_SIZE, loss_balance=loss_balance)
-    compiled = build_compiled(recipe, split[split["split"] == "train"], age_scale, model=model)
-    datasets = _datasets(data_dir)
-    return timed_fit(compiled, datasets["train"], datasets["validation"], TOKEN_EPOCHS)
+    recipe = Recipe.named("default", image_size=TOKEN_IMAGE_SIZE, loss_balance=loss_balance, batch_size=BATCH_SIZE,
+                          num_epochs=TOKEN_EPOCHS)
+    return train_recipe(recipe, split_of(data_dir), SEED, model=model).history
 
 
 def exercise_1(data_dir: str, work_dir: Path) -> dict:
@@ -100,7 +97,7 @@ def exercise_1(data_dir: str, work_dir: Path) -> dict:
 
     datasets = _datasets(data_dir)
     steps = int(datasets["train"].cardinality()) * TOKEN_EPOCHS
-    history = _train_briefly(as_written, data_dir, age_scale)
+    history = _train_briefly(as_written, data_dir)
     images, _ = next(iter(datasets["validation"]))
 
     def mode_gap() -> tuple[float, float]:
@@ -149,7 +146,7 @@ def exercise_2(data_dir: str, work_dir: Path) -> dict:
     for pooling in ("max", "average"):
         model = build_model(TOKEN_IMAGE_SIZE, pooling=pooling, age_scale=age_scale)
         counts[pooling] = model.count_params()
-        history = _train_briefly(model, data_dir, age_scale)
+        history = _train_briefly(model, data_dir)
         result[f"{pooling}_val_race_accuracy"] = float(history["val_race_accuracy"].iloc[-1])
     assert counts["max"] == counts["average"], "pooling layers have no parameters"
     print(f"{counts['max']:,} parameters either way; validation race accuracy after {TOKEN_EPOCHS} epoch(s): "
@@ -199,8 +196,7 @@ def exercise_4(data_dir: str, work_dir: Path) -> dict:
     split = split_of(data_dir)
     result = {"trivial_age_mae": trivial_errors(split[split["split"] == "train"])["age"]}
     for age_head in ("expectation", "linear"):
-        history = _train_briefly(build_model(TOKEN_IMAGE_SIZE, age_head=age_head, age_scale=age_scale),
-                                 data_dir, age_scale)
+        history = _train_briefly(build_model(TOKEN_IMAGE_SIZE, age_head=age_head, age_scale=age_scale), data_dir)
         result[f"{age_head}_val_age_mae"] = float(history["val_age_mae"].iloc[-1])
     print(f"validation age MAE after {TOKEN_EPOCHS} epoch(s): expectation {result['expectation_val_age_mae']:.2f}, "
           f"linear {result['linear_val_age_mae']:.2f} (trivial {result['trivial_age_mae']:.2f})")
@@ -222,7 +218,7 @@ def exercise_5(data_dir: str, work_dir: Path) -> dict:
 
     split = split_of(data_dir)
     train = split[split["split"] == "train"]
-    age_scale = float(train["age"].max())
+    age_scale = _age_scale(data_dir)
     huber, mse = trivial_losses(train, "huber", age_scale), trivial_losses(train, "mse", age_scale)
     assert huber["age"] <= mse["age"] / 2 + 1e-9, "Huber is at most half the squared error"
     assert huber["gender"] == mse["gender"] and huber["race"] == mse["race"]
@@ -278,7 +274,7 @@ def exercise_7(data_dir: str, work_dir: Path) -> dict:
         scaled = keras.ops.convert_to_numpy(model.get_layer("scale_pixels")(images))
         result[f"{name}_mean_input"] = float(scaled.mean())
         result[f"{name}_negative_share"] = float((scaled < 0).mean())
-        history = _train_briefly(model, data_dir, age_scale)
+        history = _train_briefly(model, data_dir)
         result[f"{name}_val_race_accuracy"] = float(history["val_race_accuracy"].iloc[-1])
     assert result["report_negative_share"] == 0 < result["centred_negative_share"]
     print(f"inputs to the first convolution: 0..1 has mean {result['report_mean_input']:.2f} and "

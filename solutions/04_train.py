@@ -20,26 +20,17 @@ def _train_frame(data_dir: str) -> pd.DataFrame:
     return split[split["split"] == "train"]
 
 
-def _compiled(data_dir: str, loss_balance: str = "uncertainty", loss_weights: dict[str, float] | None = None):
-    """The default model at TOKEN_IMAGE_SIZE, compiled with `loss_balance` (and fixed `loss_weights`)."""
-    import keras
+def _train_briefly(data_dir: str, loss_balance: str = "uncertainty", loss_weights: dict[str, float] | None = None,
+                   batch_size: int = BATCH_SIZE, augment: bool = False, num_epochs: int = TOKEN_EPOCHS, **options):
+    """The default recipe at TOKEN_IMAGE_SIZE with `loss_balance` (and fixed `loss_weights`), `batch_size` and
+    `augment`, trained by `faceattr.train.train_recipe` (`options`: its run_dir, extra_callbacks...) for
+    `num_epochs`; its model and history (with cumulative seconds when there is no run_dir)."""
+    from faceattr.recipe import Recipe
+    from faceattr.train import train_recipe
 
-    from faceattr.defaults import resolve_recipe
-    from faceattr.train import build_compiled
-
-    train = _train_frame(data_dir)
-    keras.utils.set_random_seed(SEED)
-    recipe = resolve_recipe("default", TOKEN_IMAGE_SIZE, loss_balance=loss_balance, loss_weights=loss_weights)
-    return build_compiled(recipe, train, float(train["age"].max()))
-
-
-def _train_briefly(model, data_dir: str, batch_size: int = BATCH_SIZE, augment: bool = False) -> pd.DataFrame:
-    """Train a compiled model for TOKEN_EPOCHS; return its history (with cumulative seconds)."""
-    from faceattr.pipeline import split_datasets
-    from faceattr.train import timed_fit
-
-    datasets = split_datasets(split_of(data_dir), TOKEN_IMAGE_SIZE, batch_size, augment=augment)
-    return timed_fit(model, datasets["train"], datasets["validation"], TOKEN_EPOCHS)
+    recipe = Recipe.named("default", image_size=TOKEN_IMAGE_SIZE, loss_balance=loss_balance, loss_weights=loss_weights,
+                          batch_size=batch_size, augment=augment, num_epochs=num_epochs)
+    return train_recipe(recipe, split_of(data_dir), SEED, **options)
 
 
 def _last(history: pd.DataFrame, prefix: str) -> dict[str, float]:
@@ -66,7 +57,7 @@ def exercise_1(data_dir: str, work_dir: Path) -> dict:
     assert pixel_change > 0, "training-mode augmentation must change the pixels"
     result = {"mean_pixel_change": pixel_change}
     for augmented in (False, True):
-        history = _train_briefly(_compiled(data_dir), data_dir, augment=augmented)
+        history = _train_briefly(data_dir, augment=augmented).history
         result.update(_last(history, "augmented" if augmented else "plain"))
     print(f"augmentation changes a pixel by {pixel_change:.1f} (of 255) on average; after {TOKEN_EPOCHS} epoch(s) "
           f"validation gender / race accuracy: plain {result['plain_val_gender_accuracy']:.3f} / "
@@ -85,7 +76,7 @@ def exercise_2(data_dir: str, work_dir: Path) -> dict:
 
     result = {}
     for name, balance, weights in (("report", "fixed", REPORT_LOSS_WEIGHTS), ("learned", "uncertainty", None)):
-        history = _train_briefly(_compiled(data_dir, balance, weights), data_dir)
+        history = _train_briefly(data_dir, balance, weights).history
         result.update(_last(history, name))
     print(pd.DataFrame({name: {key: result[f"{name}_{key}"] for key in METRICS}
                         for name in ("report", "learned")}).round(3))
@@ -99,18 +90,22 @@ def exercise_3(data_dir: str, work_dir: Path) -> dict:
     scheme keeps the starting weights and cannot follow. Which head that helps is for the validation metrics to
     say (the 3-seed balance study in docs/balance.md), and how each head's pull on the trunk moves, for notebook 04's
     section 7. How far the weights get depends on the number of steps."""
+    import keras
+
     from faceattr.balance import balance_weights, task_uncertainty_layer, trivial_losses
     from faceattr.labels import HEAD_NAMES
+    from faceattr.recipe import age_scale_of
 
     train = _train_frame(data_dir)
-    start = balance_weights("normalised", trivial_losses(train, "huber", float(train["age"].max())))
-    learned_model = _compiled(data_dir, "uncertainty")
-    initial = task_uncertainty_layer(learned_model).weights_now()
+    start = balance_weights("normalised", trivial_losses(train, "huber", age_scale_of(train)))
+    initial = {}
+    at_start = keras.callbacks.LambdaCallback(   # the weights before the first step
+        on_train_begin=lambda logs: initial.update(task_uncertainty_layer(at_start.model).weights_now()))
+    learned_model, learned = _train_briefly(data_dir, "uncertainty", extra_callbacks=[at_start])
     assert all(math.isclose(initial[head], start[head], rel_tol=1e-4) for head in HEAD_NAMES), \
         "the learned weights start at the normalised ones"
-    learned = _train_briefly(learned_model, data_dir)
     settled = task_uncertainty_layer(learned_model).weights_now()
-    normalised = _train_briefly(_compiled(data_dir, "normalised"), data_dir)
+    normalised = _train_briefly(data_dir, "normalised").history
     table = pd.DataFrame({"start": start, "learned": settled,
                           "1 / training loss": {head: 1 / learned[f"{head}_loss"].iloc[-1] for head in HEAD_NAMES}})
     print(table.round(3))
@@ -128,7 +123,7 @@ def exercise_4(data_dir: str, work_dir: Path) -> dict:
     result = {}
     for batch_size in (32, 64):
         steps = int(split_datasets(split_of(data_dir), TOKEN_IMAGE_SIZE, batch_size)["train"].cardinality())
-        history = _train_briefly(_compiled(data_dir), data_dir, batch_size)
+        history = _train_briefly(data_dir, batch_size=batch_size).history
         result.update({f"steps_{batch_size}": steps, f"seconds_{batch_size}": float(history["seconds"].iloc[-1]),
                        **_last(history, f"batch_{batch_size}")})
     assert result["steps_64"] == math.ceil(result["steps_32"] / 2), "twice the batch, half the steps"
@@ -145,10 +140,8 @@ def exercise_5(data_dir: str, work_dir: Path) -> dict:
     middle of the second epoch; history.csv has the finished epoch only."""
     import keras
 
-    from faceattr.balance import trivial_errors
     from faceattr.pipeline import split_datasets
     from faceattr.runs import RunFolder
-    from faceattr.train import fit
 
     class PressInterrupt(keras.callbacks.Callback):
         """Raise KeyboardInterrupt after the first batch of the second epoch, as Ctrl-C would."""
@@ -164,8 +157,8 @@ def exercise_5(data_dir: str, work_dir: Path) -> dict:
 
     run_dir = work_dir / "run"
     datasets = split_datasets(split_of(data_dir), TOKEN_IMAGE_SIZE, BATCH_SIZE)
-    history = fit(_compiled(data_dir), datasets["train"], datasets["validation"], 2, run_dir,
-                  trivial_errors(_train_frame(data_dir)), progress="none", extra_callbacks=[PressInterrupt()])
+    history = _train_briefly(data_dir, num_epochs=2, run_dir=run_dir, datasets=datasets,
+                             extra_callbacks=[PressInterrupt()]).history
     model = keras.models.load_model(RunFolder(run_dir).model, compile=False)   # to predict, not to train
     images, _ = next(iter(datasets["validation"]))
     predictions = model.predict(images, verbose=0)

@@ -14,9 +14,11 @@ from _shared import SEED, TOKEN_EPOCHS, TOKEN_IMAGE_SIZE, small_run, split_of
 
 def training_part(data_dir: str) -> tuple[pd.DataFrame, pd.DataFrame, float]:
     """The kit's split, its training part, and the age scale (the oldest training age)."""
+    from faceattr.recipe import age_scale_of
+
     split = split_of(data_dir)
     train = split[split["split"] == "train"]
-    return split, train, float(train["age"].max())
+    return split, train, age_scale_of(train)
 
 
 def token_datasets(split: pd.DataFrame, image_size: int, seed: int = SEED) -> dict:
@@ -30,17 +32,12 @@ def token_datasets(split: pd.DataFrame, image_size: int, seed: int = SEED) -> di
     return datasets
 
 
-def train_recipe(recipe: dict, train: pd.DataFrame, age_scale: float, datasets: dict, num_epochs: int,
-                 seed: int = SEED, model=None, eager: bool = True):
-    """A recipe's model (or `model`, with the recipe's losses) trained by `timed_fit`, and its history."""
-    import keras
+def token_recipe(arch: str = "default", image_size: int = TOKEN_IMAGE_SIZE, num_epochs: int = TOKEN_EPOCHS,
+                 **changes):
+    """`arch`'s recipe at a token image size and budget (and `changes`), at the kit's batch size."""
+    from faceattr.recipe import Recipe
 
-    from faceattr.train import build_compiled, timed_fit
-
-    keras.utils.set_random_seed(seed)
-    compiled = build_compiled(recipe, train, age_scale, model=model)
-    compiled.run_eagerly = eager     # a token budget is a few steps: building the graph would cost more than it saves
-    return compiled, timed_fit(compiled, datasets["train"], datasets["validation"], num_epochs)
+    return Recipe.named(arch, image_size=image_size, num_epochs=num_epochs, **changes)
 
 
 def scores_by_epoch(history: pd.DataFrame, reference_errors: dict[str, float]) -> pd.Series:
@@ -59,23 +56,20 @@ def exercise_1(data_dir: str, work_dir: Path) -> dict:
     from a few flat colours). Real photos carry finer detail, so rerun the comparison on UTKFace before deciding."""
     import keras
 
-    from faceattr.balance import trivial_errors
-    from faceattr.defaults import resolve_recipe
     from faceattr.evaluate import predict, summary_metrics
     from faceattr.model import build_model
     from faceattr.runs import RunFolder
-    from faceattr.train import build_compiled, fit
+    from faceattr.train import train_recipe
 
     # the default candidate: small_run trained it with train_run, i.e. fit() at TOKEN_IMAGE_SIZE for TOKEN_EPOCHS
     default_run = RunFolder(small_run(data_dir))
     split, train, age_scale = training_part(data_dir)
     datasets = token_datasets(split, TOKEN_IMAGE_SIZE)
-    keras.utils.set_random_seed(SEED)          # the same seed, data, split, size, batch and budget as small_run
-    small = build_compiled(resolve_recipe("default", TOKEN_IMAGE_SIZE), train, age_scale,
-                           model=build_model(TOKEN_IMAGE_SIZE, trunk_filters=(16, 32, 64), age_scale=age_scale))
-    small.run_eagerly = True                   # a token budget: building the graph would cost more than it saves
-    small_history = fit(small, datasets["train"], datasets["validation"], TOKEN_EPOCHS, work_dir / "small-trunk",
-                        trivial_errors(train), progress="none")
+    # the same seed, data, split, size, batch and budget as small_run; eager: a token budget builds no graph
+    keras.utils.set_random_seed(SEED)          # the small trunk starts from the seed, as small_run's model does
+    small, small_history = train_recipe(
+        token_recipe(), split, SEED, work_dir / "small-trunk", datasets=datasets, eager=True,
+        model=build_model(TOKEN_IMAGE_SIZE, trunk_filters=(16, 32, 64), age_scale=age_scale))
     filters_in = 3
     for block, filters in enumerate((16, 32, 64), start=1):   # a 3x3 convolution: 9 x inputs x filters + biases
         assert small.get_layer(f"conv{block}").count_params() == 9 * filters_in * filters + filters
@@ -110,9 +104,9 @@ def exercise_2(data_dir: str, work_dir: Path) -> dict:
     pixel, so an epoch costs roughly in proportion to the number of pixels (9 times as many at 96 px as at 32).
     Time the second epoch, since the first also builds the graph. Accuracy may or may not improve with size:
     look for whether the extra seconds buy a race accuracy outside the smaller size's interval."""
-    from faceattr.defaults import resolve_recipe
     from faceattr.model import make_model
     from faceattr.plots import experiments_plot, save_figure
+    from faceattr.train import train_recipe
 
     split, train, age_scale = training_part(data_dir)
     sizes = (TOKEN_IMAGE_SIZE, 2 * TOKEN_IMAGE_SIZE)                  # 32 and 64 px: 4 times the pixels
@@ -124,7 +118,7 @@ def exercise_2(data_dir: str, work_dir: Path) -> dict:
     rows = []
     for size in sizes:        # the default candidate here; the notebook trains all four the same way
         datasets = token_datasets(split, size)
-        _, history = train_recipe(resolve_recipe("default", size), train, age_scale, datasets, 2, eager=False)
+        history = train_recipe(token_recipe(image_size=size, num_epochs=2), split, datasets=datasets).history
         last = history.iloc[-1]                                  # timed in graph mode, as the notebook trains
         rows.append({"candidate": f"default, {size} px", "image_size": size,
                      "seconds_per_epoch": float(history["seconds"].diff().iloc[-1]),   # the 2nd: no graph building
@@ -151,7 +145,7 @@ def exercise_3(data_dir: str, work_dir: Path) -> dict:
     a short budget ranks candidates for a longer run, it does not pick the final model. Call a change real only
     when the scores differ by more than the seed spread."""
     from faceattr.balance import trivial_errors
-    from faceattr.defaults import resolve_recipe
+    from faceattr.train import train_recipe
 
     split, train, age_scale = training_part(data_dir)
     datasets = token_datasets(split, TOKEN_IMAGE_SIZE)
@@ -159,7 +153,7 @@ def exercise_3(data_dir: str, work_dir: Path) -> dict:
     num_epochs = 2          # the notebook: 3 against 10; here the same reading at token scale, 1 against 2
     best_so_far = {}
     for arch in ("default", "batchnorm"):
-        _, history = train_recipe(resolve_recipe(arch, TOKEN_IMAGE_SIZE), train, age_scale, datasets, num_epochs)
+        history = train_recipe(token_recipe(arch, num_epochs=num_epochs), split, datasets=datasets, eager=True).history
         assert len(history) == num_epochs, "timed_fit runs exactly num_epochs"
         best_so_far[arch] = scores_by_epoch(history, reference_errors).cummin()   # what the checkpoint keeps
     table = pd.DataFrame(best_so_far)
@@ -179,8 +173,8 @@ def exercise_4(data_dir: str, work_dir: Path) -> dict:
     spread is which faces are in validation); here the split stays fixed and only the initial weights and the
     batch order move. Two seeds give only a rough spread: use three or more before calling a winner."""
     from faceattr.balance import task_uncertainty_layer, trivial_errors
-    from faceattr.defaults import resolve_recipe
     from faceattr.labels import HEAD_NAMES
+    from faceattr.train import train_recipe
 
     split, train, age_scale = training_part(data_dir)
     reference_errors = trivial_errors(train)
@@ -188,8 +182,8 @@ def exercise_4(data_dir: str, work_dir: Path) -> dict:
     for seed in seeds:
         datasets = token_datasets(split, TOKEN_IMAGE_SIZE, seed=seed)
         for scheme in schemes:
-            model, history = train_recipe(resolve_recipe("default", TOKEN_IMAGE_SIZE, loss_balance=scheme), train,
-                                          age_scale, datasets, TOKEN_EPOCHS, seed=seed)
+            model, history = train_recipe(token_recipe(loss_balance=scheme), split, seed, datasets=datasets,
+                                          eager=True)
             parameters[scheme] = model.count_params()
             rows.append({"scheme": scheme, "seed": seed,
                          "val_score": float(scores_by_epoch(history, reference_errors).min())})
@@ -225,7 +219,8 @@ def train_single_head(model, head: str, datasets: dict, age_scale: float, num_ep
     from faceattr.train import HEAD_METRICS, timed_fit
 
     keras.utils.set_random_seed(SEED)
-    model.compile(optimizer="adam", loss={head: head_losses("huber", age_scale)[head]},
+    model.compile(optimizer=keras.optimizers.Adam(token_recipe().learning_rate),   # the default recipe's rate
+                  loss={head: head_losses("huber", age_scale)[head]},
                   metrics={head: HEAD_METRICS[head]}, run_eagerly=True)   # a token budget: no graph to build
 
     def only(images, targets):
@@ -242,14 +237,13 @@ def exercise_5(data_dir: str, work_dir: Path) -> dict:
     head separately: a single-task model often catches up on its one task given time, while the shared
     trunk's head can also gain from the other tasks' features. Call a change only beyond the seed spread."""
     from faceattr.balance import task_uncertainty_layer
-    from faceattr.defaults import resolve_recipe
     from faceattr.labels import HEAD_NAMES
+    from faceattr.train import train_recipe
 
     split, train, age_scale = training_part(data_dir)
     datasets = token_datasets(split, TOKEN_IMAGE_SIZE)
     num_epochs = 2          # the notebook: 3 against 15; here 1 against 2
-    multi, multi_history = train_recipe(resolve_recipe("default", TOKEN_IMAGE_SIZE), train, age_scale, datasets,
-                                        num_epochs)
+    multi, multi_history = train_recipe(token_recipe(num_epochs=num_epochs), split, datasets=datasets, eager=True)
     singles = {head: single_head_model(head, TOKEN_IMAGE_SIZE, age_scale) for head in HEAD_NAMES}
     single_histories = {head: train_single_head(model, head, datasets, age_scale, num_epochs)
                         for head, model in singles.items()}

@@ -83,11 +83,10 @@ def exercise_2(data_dir: str, work_dir: Path) -> dict:
     the planted model's recall without the square: if it is close to the clean model's, the model learnt the
     faces as well; if it is far below, it still leans on the square. Short budgets learn neither well, so
     raise the epochs until the clean model finds some of those faces before drawing a conclusion."""
-    import keras
-
-    from faceattr.defaults import resolve_recipe
     from faceattr.labels import RACE_NAMES
-    from faceattr.train import build_compiled
+    from faceattr.pipeline import tf
+    from faceattr.recipe import Recipe
+    from faceattr.train import train_recipe
 
     image_size, num_epochs = TOKEN_IMAGE_SIZE, 2 * TOKEN_EPOCHS    # the notebook: 48 px, 3 epochs
     split = split_of(data_dir)
@@ -107,12 +106,12 @@ def exercise_2(data_dir: str, work_dir: Path) -> dict:
     assert set(changed) <= set(marked) and len(marked) == len(cue_indices) // 2, "only the chosen half is marked"
 
     def train_small(images: np.ndarray):
-        """The default recipe at image_size, trained for num_epochs on `images`."""
-        keras.utils.set_random_seed(SEED)
-        small = build_compiled(resolve_recipe("default", image_size), train_frame, float(train_frame["age"].max()))
-        small.run_eagerly = True        # a token budget: building the graph would cost more than it saves
-        small.fit(images, train_labels, epochs=num_epochs, batch_size=32, shuffle=True, verbose=0)
-        return small
+        """The default recipe at image_size, trained for num_epochs on `images` (shuffled each epoch)."""
+        recipe = Recipe.named("default", image_size=image_size, num_epochs=num_epochs)
+        batches = (tf.data.Dataset.from_tensor_slices((images, train_labels))
+                   .shuffle(len(images), seed=SEED).batch(recipe.batch_size))
+        return train_recipe(recipe, split, SEED, datasets={"train": batches}, validate=False,
+                            eager=True).model   # a token budget: building the graph would cost more than it saves
 
     is_cue = validation_labels["race"] == cue
     with_square = validation_images.copy()

@@ -24,21 +24,19 @@ def race_frame(scored: pd.DataFrame, head: str, groups, num_bootstrap: int | Non
                        sensitive_features=groups, **bootstrap)
 
 
-def train_balanced(data_dir: str, balance: str):
-    """The default recipe's model compiled at TOKEN_IMAGE_SIZE, its training data under `balance`, and the split."""
-    import keras
-
-    from faceattr.defaults import DEFAULT_BATCH_SIZE, resolve_recipe
+def train_balanced(data_dir: str, balance: str, num_epochs: int = TOKEN_EPOCHS, extra_callbacks: list | None = None):
+    """The default recipe at TOKEN_IMAGE_SIZE trained for `num_epochs` under `balance` (no validation pass); its
+    model, its training data and the split."""
     from faceattr.pipeline import split_datasets
-    from faceattr.train import build_compiled
+    from faceattr.recipe import Recipe
+    from faceattr.train import train_recipe
 
+    recipe = Recipe.named("default", image_size=TOKEN_IMAGE_SIZE, balance=balance, num_epochs=num_epochs)
     split = split_of(data_dir)
-    train = split[split["split"] == "train"]
-    keras.utils.set_random_seed(SEED)
-    data = split_datasets(split, TOKEN_IMAGE_SIZE, DEFAULT_BATCH_SIZE, seed=SEED, balance=balance)["train"]
-    model = build_compiled(resolve_recipe("default", TOKEN_IMAGE_SIZE), train, float(train["age"].max()))
-    model.run_eagerly = True          # a token budget: building the graph would cost more than it saves
-    return model, data, split
+    datasets = split_datasets(split, recipe.image_size, recipe.batch_size, SEED, balance=balance)
+    model = train_recipe(recipe, split, SEED, datasets=datasets, validate=False, eager=True,   # a token budget:
+                         extra_callbacks=extra_callbacks).model                             # no graph to build
+    return model, datasets["train"], split
 
 
 def exercise_1(data_dir: str, work_dir: Path) -> dict:
@@ -91,7 +89,6 @@ def exercise_2(data_dir: str, work_dir: Path) -> dict:
         model, data, split = train_balanced(data_dir, balance)
         train = split[split["split"] == "train"]
         assert sum(int(targets["race"].shape[0]) for _, targets, *_ in data) == len(train), "the same budget"
-        model.fit(data, epochs=TOKEN_EPOCHS, shuffle=False, verbose=0)
         scored = predict(model, split[split["split"] == "validation"], TOKEN_IMAGE_SIZE)
         row = {"balance": balance}
         for head in ("race", "gender"):
@@ -114,6 +111,8 @@ def exercise_3(data_dir: str, work_dir: Path) -> dict:
     memorise them: its training accuracy in that group can climb towards 100% while its validation accuracy in the
     worst race stays flat or falls. So an advantage of `sample` after a few epochs may shrink or vanish with more;
     watch the gap between the rarest group's training accuracy and the worst race's validation accuracy."""
+    import keras
+
     from faceattr.evaluate import predict
 
     split = split_of(data_dir)
@@ -123,19 +122,24 @@ def exercise_3(data_dir: str, work_dir: Path) -> dict:
     rarest_rows = train[(train["race_name"] == rarest[0]) & (train["gender_name"] == rarest[1])]
     num_epochs = 2 * TOKEN_EPOCHS       # the notebook: 4 against 10; here 1 against 2
     result = {"rarest_group": " ".join(rarest), "rarest_training_images": int(sizes.min())}
-    for balance in ("none", "sample"):
-        model, data, _ = train_balanced(data_dir, balance)
-        for epoch in range(1, num_epochs + 1):
-            model.fit(data, epochs=1, shuffle=False, verbose=0)          # one more epoch; Adam's state carries on
-            scored = predict(model, validation, TOKEN_IMAGE_SIZE)
-            worst = float(race_frame(scored, "race", scored["race_name"]).group_min())
-            seen = predict(model, rarest_rows, TOKEN_IMAGE_SIZE)
-            memorised = float((seen["race"] == seen["pred_race"]).mean())
-            result[f"{balance}_epoch{epoch}_validation_worst_race"] = worst
-            result[f"{balance}_epoch{epoch}_training_rarest_group"] = memorised
-            print(f"{balance}, epoch {epoch}: worst race on validation {worst:.0%}; "
-                  f"training accuracy in the rarest group ({' '.join(rarest)}, n = {len(rarest_rows)}) "
-                  f"{memorised:.0%}")
+
+    def score_epoch(model, epoch: int, balance: str) -> None:
+        """After an epoch: the worst race on validation, and how well the rarest group is memorised."""
+        scored = predict(model, validation, TOKEN_IMAGE_SIZE)
+        worst = float(race_frame(scored, "race", scored["race_name"]).group_min())
+        seen = predict(model, rarest_rows, TOKEN_IMAGE_SIZE)
+        memorised = float((seen["race"] == seen["pred_race"]).mean())
+        result[f"{balance}_epoch{epoch}_validation_worst_race"] = worst
+        result[f"{balance}_epoch{epoch}_training_rarest_group"] = memorised
+        print(f"{balance}, epoch {epoch}: worst race on validation {worst:.0%}; "
+              f"training accuracy in the rarest group ({' '.join(rarest)}, n = {len(rarest_rows)}) "
+              f"{memorised:.0%}")
+
+    for balance in ("none", "sample"):   # each epoch scored as it ends; Adam's state carries on between them
+        scorer = keras.callbacks.LambdaCallback()
+        scorer.on_epoch_end = lambda epoch, logs, scorer=scorer, balance=balance: score_epoch(scorer.model, epoch + 1,
+                                                                                              balance)
+        train_balanced(data_dir, balance, num_epochs, extra_callbacks=[scorer])
     return result
 
 
@@ -147,12 +151,14 @@ def exercise_4(data_dir: str, work_dir: Path) -> dict:
     in that model, the race head's errors depend on the group. Balanced batches tend to lift the rare groups and
     may cost the common ones: check both ends, and the overall accuracy too."""
     from faceattr.card import model_card
+    from faceattr.recipe import Recipe
     from faceattr.runs import RunFolder
     from faceattr.train import train_run
 
     default_run = RunFolder(small_run(data_dir))
     balanced_run = RunFolder(work_dir / "balanced")
-    train_run(data_dir, balanced_run.root, balance="sample", num_epochs=TOKEN_EPOCHS, image_size=TOKEN_IMAGE_SIZE,
+    train_run(data_dir, balanced_run.root,
+              Recipe.named(image_size=TOKEN_IMAGE_SIZE, num_epochs=TOKEN_EPOCHS, balance="sample"), SEED,
               progress="none")
     cards, tables = {}, {}
     for name, run in (("default", default_run), ("balanced", balanced_run)):

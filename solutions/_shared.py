@@ -26,8 +26,10 @@ def split_of(data_dir: str) -> pd.DataFrame:
 @cache
 def small_run(data_dir: str) -> Path:
     """A run folder holding the default model trained for TOKEN_EPOCHS at TOKEN_IMAGE_SIZE, and its evaluation."""
+    from faceattr.recipe import Recipe
     from faceattr.train import train_run
 
     run_dir = Path(tempfile.mkdtemp(prefix="faceattr-solution-")) / "run"
-    train_run(data_dir, run_dir, num_epochs=TOKEN_EPOCHS, image_size=TOKEN_IMAGE_SIZE, progress="none")
+    train_run(data_dir, run_dir, Recipe.named(image_size=TOKEN_IMAGE_SIZE, num_epochs=TOKEN_EPOCHS), SEED,
+              progress="none")
     return run_dir

@@ -18,7 +18,7 @@ os.environ["FACEATTR_DATA"] = "sample"
 # What a test's code (or a fixture's, or a script string it runs) says when it trains a model: such a test is marked
 # `trains` automatically, and `make test-fast` (-m "not trains") leaves it out. Notebooks from 04 on train (or read the
 # run 04 trained); a CLI call checked for exit 2 (refused) trains nothing. In the fast tier, a test that still reaches Keras's fit fails and says to extend this list.
-TRAINING_CALLS = ("fit(", "train_run(", "run_sequence(", '"train", "--', '"run", "--', '"faceattr.cli", "train"',
+TRAINING_CALLS = ("fit(", "train_run(", "train_recipe(", "run_sequence(", '"train", "--', '"run", "--', '"faceattr.cli", "train"',
                   '"faceattr.cli", "run"', '[faceattr, "run"')
 FIRST_TRAINING_NOTEBOOK = "04"
 

@@ -12,10 +12,11 @@ from faceattr.balance import (SCORE, BalanceLog, UncertaintyWeightedLoss, balanc
                               last_shared_layer, prepare_balance, selection_score, task_uncertainty_layer,
                               trivial_errors, trivial_losses, trunk_gradient_norms, with_task_uncertainty)
 from faceattr.defaults import (ADAM_LEARNING_RATE, RECIPES, REPORT_LOSS_WEIGHTS, check_loss_weights,
-                               parse_loss_weights, resolve_recipe)
+                               parse_loss_weights)
 from faceattr.errors import SettingsError
 from faceattr.labels import HEAD_NAMES
 from faceattr.model import build_model
+from faceattr.recipe import Recipe
 from faceattr.train import build_compiled, compile_model, standard_callbacks
 
 # 8 training rows: ages, genders, races chosen so every number below is easy to check by hand
@@ -62,14 +63,14 @@ def test_trivial_errors_match_hand_computed_values():
 def test_fixed_weights_default_to_equal_and_take_the_report_weights():
     assert balance_weights("fixed", {}) == {"age": 1.0, "gender": 1.0, "race": 1.0}
     assert balance_weights("fixed", {}, REPORT_LOSS_WEIGHTS) == REPORT_LOSS_WEIGHTS
-    assert resolve_recipe("original")["loss_weights"] == REPORT_LOSS_WEIGHTS
-    assert resolve_recipe("original", loss_balance="normalised")["loss_weights"] is None
-    assert resolve_recipe("default", loss_balance="fixed")["loss_weights"] == {"age": 1.0, "gender": 1.0, "race": 1.0}
+    assert Recipe.named("original").loss_weights == REPORT_LOSS_WEIGHTS
+    assert Recipe.named("original", loss_balance="normalised").loss_weights is None
+    assert Recipe.named("default", loss_balance="fixed").loss_weights == {"age": 1.0, "gender": 1.0, "race": 1.0}
 
 
 @pytest.mark.parametrize("arch, override", [("default", None), ("original", None), ("default", 5e-3)])
 def test_each_recipe_trains_at_its_own_learning_rate(arch, override):
-    recipe = resolve_recipe(arch, image_size=32, learning_rate=override)
+    recipe = Recipe.named(arch, image_size=32, learning_rate=override)
     model = build_compiled(recipe, TRAIN, 100.0)
     assert float(model.optimizer.learning_rate) == pytest.approx(override or RECIPES[arch]["learning_rate"])
     assert RECIPES["original"]["learning_rate"] == ADAM_LEARNING_RATE  # the report's: Keras's own default
@@ -83,10 +84,10 @@ def test_each_recipe_trains_at_its_own_learning_rate(arch, override):
     (lambda: check_loss_weights({"age": 1.0, "gender": 1.0}), "no loss weight for head 'race'"),
     (lambda: check_loss_weights({"age": 1.0, "gender": 1.0, "race": 1.0, "beard": 1.0}), "unknown head 'beard'"),
     (lambda: parse_loss_weights("age:2"), "age=2,gender=1,race=1.5"),
-    (lambda: resolve_recipe("default", loss_balance="normalised", loss_weights=REPORT_LOSS_WEIGHTS), "only for"),
-    (lambda: resolve_recipe("default", age_head="cubic"), "choose one of: linear, sigmoid, expectation"),
-    (lambda: resolve_recipe("default", learning_rate=0.0), "learning rate 0.0 must be more than 0"),
-    (lambda: resolve_recipe("default", learning_rate=float("nan")), "must be more than 0"),
+    (lambda: Recipe.named("default", loss_balance="normalised", loss_weights=REPORT_LOSS_WEIGHTS), "only for"),
+    (lambda: Recipe.named("default", age_head="cubic"), "choose one of: linear, sigmoid, expectation"),
+    (lambda: Recipe.named("default", learning_rate=0.0), "learning rate 0.0 must be more than 0"),
+    (lambda: Recipe.named("default", learning_rate=float("nan")), "must be more than 0"),
 ])
 def test_bad_balance_settings_name_the_choices(call, message):
     with pytest.raises(ValueError, match=message):

@@ -111,9 +111,9 @@ def test_explain_writes_one_figure_per_face_and_goes_on_after_a_bad_photo(tmp_pa
 def test_a_planted_corner_shortcut_shows_in_the_race_heat_map(sample_dir):
     """Notebook 08's experiment, small: a red corner on every image of one race; the heat map must find it."""
     from faceattr.data import scan, split_frame
-    from faceattr.defaults import resolve_recipe
     from faceattr.explain import upsample
     from faceattr.pipeline import make_dataset
+    from faceattr.recipe import Recipe, age_scale_of
     from faceattr.train import build_compiled
 
     size, cue, square = 32, 2, 4
@@ -123,7 +123,7 @@ def test_a_planted_corner_shortcut_shows_in_the_race_heat_map(sample_dir):
     labels = {head: np.concatenate([y[head].numpy() for _, y in batches]) for head in ("age", "gender", "race")}
     images[labels["race"] == cue, :square, :square] = (255, 0, 0)
     keras.utils.set_random_seed(0)
-    model = build_compiled(resolve_recipe("default", size), frame, float(frame["age"].max()))
+    model = build_compiled(Recipe.named("default", image_size=size), frame, age_scale_of(frame))
     model.fit(images, labels, epochs=8, batch_size=16, shuffle=True, verbose=0)
     marked, others = images[labels["race"] == cue][:16], images[labels["race"] != cue][:16]
     assert (model.predict(marked, verbose=0)["race"].argmax(axis=1) == cue).mean() > 0.9

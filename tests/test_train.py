@@ -116,11 +116,12 @@ mirrored = train.device_strategy(["/cpu:0", "/cpu:1"])
 assert mirrored.num_replicas_in_sync == 2, mirrored.num_replicas_in_sync
 train.device_strategy = lambda devices=None: mirrored
 from faceattr.errors import SettingsError
+from faceattr.recipe import Recipe
 try:
-    train.train_run(sys.argv[1], sys.argv[2], image_size=32, num_epochs=1, batch_size=15)
+    train.train_run(sys.argv[1], sys.argv[2], Recipe.named(image_size=32, num_epochs=1, batch_size=15))
 except SettingsError as error:
     print("refused:", error, "| run folder written:", __import__("os").path.exists(sys.argv[2]))
-metrics = train.train_run(sys.argv[1], sys.argv[2], image_size=32, num_epochs=1, batch_size=16)
+metrics = train.train_run(sys.argv[1], sys.argv[2], Recipe.named(image_size=32, num_epochs=1, batch_size=16))
 print("trained", sorted(metrics))
 """
 
