@@ -124,3 +124,13 @@ def test_expectation_age_head_predicts_the_expected_bin_centre():
     ages = model(tf.random.uniform((3, 32, 32, 3), 0, 255))["age"].numpy()
     np.testing.assert_allclose(ages, 13.5, rtol=1e-5)
     assert not model.get_layer("age_years").trainable_weights
+
+
+def test_age_head_of_reads_the_age_head_a_model_was_built_with():
+    from faceattr.defaults import AGE_HEADS
+    from faceattr.model import age_head_of
+
+    assert [age_head_of(make_model("default", 32, age_head=age_head)) for age_head in AGE_HEADS] == list(AGE_HEADS)
+    inputs = keras.Input((32, 32, 3))
+    own = keras.Model(inputs, {"age": keras.layers.Dense(1, name="age")(keras.layers.Flatten()(inputs))})
+    assert age_head_of(own) is None   # an age head of one's own: config.json leaves age_head out
