@@ -12,12 +12,11 @@ from _shared import split_of
 
 
 def exercise_1(data_dir: str, work_dir: Path) -> dict:
-    """In class, about 3 minutes. Always answering the most common race scores that race's share as plain
-    accuracy (on the embedded sample 0.423: 847 of its 2,000 faces are "white"), but exactly 0.2 as balanced
-    accuracy. Balanced accuracy is the mean of the
-    per-class recalls: a constant answer has recall 1 on its own class and 0 on the other four, so it scores
-    (1 + 0 + 0 + 0 + 0) / 5 whatever the class sizes. That is why notebook 05 reports it beside accuracy: it
-    gives no credit for ignoring the small groups."""
+    """In class, about 3 minutes. Always answering the most common race scores that race's share as plain accuracy (on
+    the embedded sample 0.423: 847 of its 2,000 faces are "white"), but exactly 0.2 as balanced accuracy. Balanced
+    accuracy is the mean of the per-class recalls: a constant answer has recall 1 on its own class and 0 on the other
+    four, so it scores (1 + 0 + 0 + 0 + 0) / 5 whatever the class sizes. That is why notebook 05 reports it beside
+    accuracy: it gives no credit for ignoring the small groups."""
     from faceattr.data import scan
 
     frame = scan(data_dir).frame

@@ -141,9 +141,9 @@ def exercise_2(data_dir: str, work_dir: Path) -> dict:
     mean over the whole face, which is smoother but dilutes a feature that appears in one small place. Measured
     (docs/balance.md's probes, `screens` in benchmarks/results/balance-centred-bf16-intel-xeon-2cores.json: the
     sample, 3 seeds, 5 epochs, pixels 0..1): average pooling reached race accuracy 0.682 ± 0.029 against max pooling's
-    0.712 ± 0.027, level within the spread, but gender 0.664 ± 0.036 against 0.761 ± 0.037 and age MAE 9.63 ± 0.21
-    against 6.20 ± 0.51 years, both worse beyond it: max pooling stays. The token run below (one epoch, one seed)
-    shows the method, beside the majority class's share."""
+    0.712 ± 0.027, lower by 0.030, just beyond either spread, and gender 0.664 ± 0.036 against 0.761 ± 0.037 and age
+    MAE 9.63 ± 0.21 against 6.20 ± 0.51 years, also worse beyond it: max pooling stays. The token run below (one
+    epoch, one seed) shows the method, beside the majority class's share."""
     from faceattr.balance import trivial_errors
     from faceattr.model import build_model
 
