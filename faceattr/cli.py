@@ -82,7 +82,7 @@ def command_scan(args: argparse.Namespace) -> int:
 
 def command_cache(args: argparse.Namespace) -> int:
     """List the kit's cache (tarball extractions, scan results, decoded images), or clear it."""
-    from faceattr.data import cache_entries, clear_cache, usable_cache_dir
+    from faceattr.cache import cache_entries, clear_cache, usable_cache_dir
 
     cache_dir = usable_cache_dir()  # the folder the kit really uses: the private fallback when it had to choose one
     if args.clear:

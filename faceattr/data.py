@@ -1,4 +1,5 @@
-"""UTKFace data layer: filename parsing, scanning a folder or tarball, and splitting."""
+"""UTKFace data layer: filename parsing, scanning a folder or tarball, and splitting. Where the scan keeps its
+results and the tarball's extraction is faceattr.cache's to say; how an image is decoded, faceattr.decode's."""
 
 from __future__ import annotations
 
@@ -9,12 +10,8 @@ import json
 import math
 import os
 import shutil
-import stat
 import sys
 import tarfile
-import tempfile
-import threading
-import uuid
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,22 +22,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from faceattr.cache import (extraction_folder, extraction_sidecar, is_extraction, lock_of, partial_extractions,
+                            scan_file, staging_folder, usable_cache_dir)
+from faceattr.decode import DECODABLE_FORMATS, IMAGE_SUFFIXES, decode_pixels, tensorflow
 from faceattr.defaults import DEFAULT_SEED
 from faceattr.errors import DataError, DatasetNotFound  # noqa: F401  (re-exported)
-from faceattr.files import FileTooLarge, atomic_write_json, file_digest, locked, shared_lock, temporary_target
+from faceattr.files import FileTooLarge, atomic_write_json, file_digest, locked, shared_lock
 from faceattr.labels import AGE_MAX, AGE_MIN, GENDER_NAMES, RACE_NAMES, age_band
 
-# The usual suffixes of every format the training pipeline decodes (DECODABLE_FORMATS): the name rule and the
-# decode rule agree, so a decodable .webp, .gif or .bmp is never "not an image file".
-IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 SCAN_FORMAT_VERSION = "5"  # bump when the parser, the scan's columns or its cache file change
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MAX_IMAGE_BYTES = 50_000_000  # a face photo is far smaller: a file over this is skipped, never read whole
 MAX_EXTRACTED_BYTES = 20_000_000_000  # an archive whose files add up to more is refused before extraction
-FALLBACK_PREFIX = "faceattr-cache-"  # a private temporary cache folder's name starts so (see private_fallback_dir)
-CACHE_SUBFOLDERS = ("extracted", "scans", "decoded")  # the cache's parts: tarball extractions, scans, image stores
-_chosen_cache_dirs: dict[Path, Path] = {}  # wanted cache folder -> the one this process uses (usable_cache_dir)
 
 
 @dataclass(frozen=True)
@@ -81,27 +75,12 @@ def parse_filename(name: str) -> Parsed:
     return Parsed(age=age, gender=gender, race=race)
 
 
-# What the training pipeline's decoder (`decode_pixels`) reads (MPO is a phone camera's JPEG). TIFF, PPM, TGA, ICO
-# and the rest open in PIL but not in TensorFlow. tests/test_formats.py ties this rule to TensorFlow, variant by
-# variant.
-DECODABLE_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP")
 # TensorFlow reads only still WebP images (not animated ones), which PIL tells. Of BMP it reads uncompressed 8-bit
 # grey, 24 and 32-bit, and even those with their colour table or colour masks ignored; the format alone cannot tell,
 # so the scan asks TensorFlow's decoder itself about every BMP (importing TensorFlow only when a folder holds one).
 ANIMATION_UNREADABLE_FORMATS = ("WEBP",)
 TENSORFLOW_CHECKED_FORMATS = ("BMP",)
 BMP_COMPRESSIONS = {1: "RLE8", 2: "RLE4", 3: "bitfields", 4: "JPEG", 5: "PNG"}
-_tensorflow_import = threading.Lock()  # the scan's threads import TensorFlow once, one at a time
-
-
-def decode_pixels(contents):
-    """TensorFlow's decode of an image file's bytes, as the training pipeline reads it: the first frame as uint8 RGB
-    (height x width x 3). Imports TensorFlow on first use."""
-    with _tensorflow_import:
-        from faceattr import import_tensorflow
-
-        tf = import_tensorflow()
-    return tf.io.decode_image(contents, channels=3, expand_animations=False)
 
 
 def bmp_kind(contents: bytes) -> str:
@@ -116,14 +95,12 @@ def bmp_kind(contents: bytes) -> str:
 def tensorflow_problem(path: str | Path, image) -> str | None:
     """Ask TensorFlow's decoder whether it reads the file (loaded by PIL as `image`) to the same RGB picture as PIL;
     None if it does, else the reason."""
-    from faceattr import import_tensorflow
-
     with open(path, "rb") as stream:
         contents = stream.read()
     kind = bmp_kind(contents) if image.format == "BMP" else image.format
     try:
         pixels = decode_pixels(contents).numpy()
-    except import_tensorflow().errors.OpError:
+    except tensorflow().errors.OpError:
         return f"format TensorFlow cannot decode ({kind})"
     if not np.array_equal(pixels, np.asarray(image.convert("RGB"))):
         if image.mode == "P":
@@ -199,77 +176,6 @@ class ScanResult:
     def skipped_by_reason(self) -> dict[str, int]:
         """Count skipped files per reason, most common first."""
         return {str(k): int(v) for k, v in self.skipped["reason"].value_counts().items()}
-
-
-def default_cache_dir() -> Path:
-    """Return the kit's cache folder (FACEATTR_CACHE_DIR, else ~/.cache/faceattr)."""
-    configured = os.environ.get("FACEATTR_CACHE_DIR")
-    return Path(configured) if configured else Path.home() / ".cache" / "faceattr"
-
-
-def folder_problem(path: Path) -> str | None:
-    """Why `path` is no safe cache folder (another user owns it, or others can write in it); None when it is one.
-
-    A file someone else can plant in the cache is a file this user's runs would trust. On Windows, where folders
-    carry ACLs rather than modes, every folder passes."""
-    if not hasattr(os, "getuid"):
-        return None
-    info = os.stat(path)
-    if not stat.S_ISDIR(info.st_mode):
-        return "it is not a folder"
-    if info.st_uid != os.getuid():
-        return "it belongs to another user"
-    if info.st_mode & 0o022:
-        return "other users can write in it"
-    return None
-
-
-def private_folder_problem(path: Path) -> str | None:
-    """Make `path` (mode 700 when new) and say why it cannot be this user's cache, or None when it can: it must be
-    writable, and neither it nor a subfolder may be another user's or writable by others."""
-    try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for name in CACHE_SUBFOLDERS:  # made here, private, before a lock or a write makes them with the umask's mode
-            (path / name).mkdir(mode=0o700, exist_ok=True)
-        for folder in (path, *(child for child in path.iterdir() if child.is_dir())):
-            problem = folder_problem(folder)
-            if problem:
-                return f"{problem}{'' if folder == path else f' ({folder.name}/)'}, so others could plant files "\
-                       "your runs would trust"
-        with tempfile.TemporaryFile(dir=path):
-            return None
-    except OSError as error:
-        return f"it cannot be written ({error.strerror or error})"
-
-
-def private_fallback_dir() -> Path:
-    """A private temporary cache folder: an earlier one of this user's (mode 700, theirs), else a fresh one made by
-    `tempfile.mkdtemp`, never a predictable path someone else could have made first."""
-    for candidate in sorted(Path(tempfile.gettempdir()).glob(f"{FALLBACK_PREFIX}*")):
-        try:  # a link there is someone else's pointer into one of this user's private folders
-            private = not candidate.is_symlink() and not candidate.stat().st_mode & 0o077
-            if private and folder_problem(candidate) is None:
-                return candidate
-        except OSError:
-            continue
-    return Path(tempfile.mkdtemp(prefix=FALLBACK_PREFIX))
-
-
-def usable_cache_dir() -> Path:
-    """The cache folder when it is this user's own and writable, else a private temporary one (with a note on
-    stderr saying why); chosen once per process and wanted folder, so one run never spreads over two caches."""
-    wanted = default_cache_dir()
-    if wanted in _chosen_cache_dirs:
-        return _chosen_cache_dirs[wanted]
-    problem = private_folder_problem(wanted)
-    chosen = wanted if problem is None else private_fallback_dir()
-    if problem is not None:
-        fix = f" (`chmod -R go-w {wanted}` makes it private)" if "other users can write" in problem else ""
-        print(f"note: the cache folder {wanted} is not used: {problem}{fix}. Using the private folder {chosen} "
-              "instead; set FACEATTR_CACHE_DIR to a folder only you can write (for a class: one folder per student) "
-              "to keep the cache.", file=sys.stderr)
-    _chosen_cache_dirs[wanted] = chosen
-    return chosen
 
 
 def list_files(root: Path) -> tuple[list[tuple[str, int, int]], list[dict[str, str]]]:
@@ -373,24 +279,19 @@ def archive_members(archive: Path, tar: tarfile.TarFile, free_bytes: int) -> lis
     return members
 
 
-def partial_extractions(target: Path) -> list[Path]:
-    """The staging folders of `target`'s extraction: one being extracted now, or left by a killed extraction."""
-    return sorted(target.parent.glob(f"{target.name}.*.partial"))
-
-
 def extract_tarball(archive: Path, cache_dir: Path) -> Path:
     """Extract a UTKFace .tar.gz into the cache (once, under a lock, atomically) and return the folder."""
-    extracted = cache_dir / "extracted"
-    target = extracted / archive_key(archive)
-    with shared_lock(f"{target}.lock"):  # extracted already: a reader, beside any training that uses it
+    target = extraction_folder(archive_key(archive), cache_dir)
+    extracted = target.parent
+    with shared_lock(lock_of(target)):  # extracted already: a reader, beside any training that uses it
         if target.is_dir():
             return target
-    with locked(f"{target}.lock"):  # a second scan of the same archive waits here, then reuses the result
+    with locked(lock_of(target)):  # a second scan of the same archive waits here, then reuses the result
         if target.is_dir():
             return target
         for orphan in partial_extractions(target):  # a killed extraction's: nobody else can be writing it now
             shutil.rmtree(orphan, ignore_errors=True)
-        staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.", suffix=".partial", dir=extracted))
+        staging = staging_folder(target)
         try:
             with tarfile.open(archive) as tar:
                 members = archive_members(archive, tar, shutil.disk_usage(extracted).free)
@@ -398,7 +299,7 @@ def extract_tarball(archive: Path, cache_dir: Path) -> Path:
                     raise DataError(f"{archive} is not a UTKFace archive: it holds no files named "
                                     "age_gender_race_datetime.jpg. Download UTKFace.tar.gz (see data/README.md).")
                 tar.extractall(staging, members=members, filter="data")
-            atomic_write_json(f"{target}.json", {"archive": str(archive.resolve())})  # for `faceattr cache`
+            atomic_write_json(extraction_sidecar(target), {"archive": str(archive.resolve())})  # for `faceattr cache`
             staging.rename(target)
         except tarfile.FilterError as error:
             raise DataError(f"{archive} holds a file that would land outside its folder ({error}); nothing was "
@@ -414,12 +315,6 @@ def extract_tarball(archive: Path, cache_dir: Path) -> Path:
     return target
 
 
-def is_extraction(folder: Path) -> bool:
-    """True when `folder` is one of the cache's archive extractions (it has the sidecar and the lock the kit makes
-    beside each)."""
-    return folder.parent.name == "extracted" and Path(f"{folder}.json").is_file() and Path(f"{folder}.lock").is_file()
-
-
 @contextmanager
 def data_in_use(data: str | Path) -> Iterator[None]:
     """For the block, hold a shared lock on the cache's extraction of `data` (an archive, extracted first if
@@ -428,86 +323,16 @@ def data_in_use(data: str | Path) -> Iterator[None]:
     if path.is_file() and path.name.endswith(ARCHIVE_SUFFIXES):
         for _attempt in range(3):  # cleared between its extraction and the lock: extract it again
             target = extract_tarball(path, usable_cache_dir())
-            with shared_lock(f"{target}.lock"):
+            with shared_lock(lock_of(target)):
                 if target.is_dir():
                     yield
                     return
         raise DataError(f"the extraction of {path} keeps being deleted (by `faceattr cache --clear`?); run again.")
     if path.is_dir() and is_extraction(path):
-        with shared_lock(f"{path}.lock"):
+        with shared_lock(lock_of(path)):
             yield
         return
     yield
-
-
-def folder_bytes(path: Path) -> int:
-    """The total size of the files under `path`."""
-    return sum(entry.stat().st_size for entry in path.rglob("*") if entry.is_file() and not entry.is_symlink())
-
-
-def cache_entries(cache_dir: Path | None = None) -> list[dict]:
-    """What the cache holds: each tarball extraction (with its archive), each scan result and each decoded-image
-    store, with sizes, and each unfinished one (being written, or left by a killed writer); `lock` is the lock its
-    writer and its users hold (None for a scan result)."""
-    cache_dir = cache_dir or default_cache_dir()
-    entries = []
-    for folder in sorted((cache_dir / "extracted").glob("*")):
-        if not folder.is_dir():
-            continue
-        if folder.name.endswith(".partial"):  # KEY.RANDOM.partial: a staging folder
-            key = folder.name.split(".")[0]
-            entries.append({"kind": "extraction", "path": folder, "bytes": folder_bytes(folder),
-                            "source": "unfinished", "lock": folder.parent / f"{key}.lock"})
-            continue
-        info = folder.with_suffix(".json")
-        archive = json.loads(info.read_text()).get("archive", "?") if info.exists() else "?"
-        entries.append({"kind": "extraction", "path": folder, "bytes": folder_bytes(folder), "source": archive,
-                        "lock": Path(f"{folder}.lock")})
-    for scan_file in sorted((cache_dir / "scans").glob("*")):  # JSON; also an older kit's pickles, never read
-        if scan_file.suffix in (".json", ".pkl") and not scan_file.name.startswith("."):  # not one being written
-            entries.append({"kind": "scan", "path": scan_file, "bytes": scan_file.stat().st_size, "source": "",
-                            "lock": None})
-    for store in sorted((cache_dir / "decoded").glob("*.npy")):  # faceattr.store's decoded images
-        owner = temporary_target(store)  # a temporary file: its store's own name is the one locked
-        try:
-            count, size = np.load(store, mmap_mode="r").shape[:2]
-            source = "unfinished" if owner else f"{count} images at {size} px"
-        except Exception:  # damaged: the next use decodes it again
-            source = "unfinished" if owner else "damaged"
-        entries.append({"kind": "decoded", "path": store, "bytes": store.stat().st_size, "source": source,
-                        "lock": Path(f"{owner or store}.lock")})
-    return entries
-
-
-def remove_entry(entry: dict) -> None:
-    """Delete one cache entry (its caller holds the entry's lock); an extraction disappears at once (renamed
-    aside, then deleted), so no reader ever sees half of it."""
-    path = entry["path"]
-    if path.is_dir():
-        doomed = path.with_name(f"{path.name.split('.')[0]}.{uuid.uuid4().hex[:8]}.partial")
-        path.rename(doomed)
-        shutil.rmtree(doomed, ignore_errors=True)
-        if not path.name.endswith(".partial"):
-            path.with_suffix(".json").unlink(missing_ok=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def clear_cache(cache_dir: Path | None = None) -> tuple[int, list[Path]]:
-    """Delete every cache entry that no process is using (a training reading an extraction or a store holds its
-    lock shared, a writer holds it exclusively); return the bytes freed and the entries left (busy)."""
-    freed, busy = 0, []
-    for entry in cache_entries(cache_dir):
-        if entry["lock"] is None:
-            remove_entry(entry)
-        else:
-            with locked(entry["lock"], blocking=False) as free:
-                if not free:
-                    busy.append(entry["path"])
-                    continue
-                remove_entry(entry)
-        freed += entry["bytes"]
-    return freed, busy
 
 
 def scan_cache_key(root: Path, files: list[tuple[str, int, int]]) -> str:
@@ -532,7 +357,7 @@ def scan(data: str | Path, progress: bool = False, cache: bool = True) -> ScanRe
         path = extract_tarball(path, cache_dir)
     root = path.resolve()
     listing = list_files(root)
-    cache_file = cache_dir / "scans" / f"{scan_cache_key(root, listing[0])}.json"
+    cache_file = scan_file(scan_cache_key(root, listing[0]), cache_dir)
     result = read_scan_cache(cache_file, root) if cache else None
     if result is None:
         result = scan_folder(root, progress=progress, listing=listing)

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
 from faceattr import import_tensorflow
+from faceattr.decode import resize_pixels
 from faceattr.defaults import DEFAULT_MIN_FACE_SIZE, check_min_confidence, check_min_face_size
 from faceattr.errors import PhotoError
 from faceattr.labels import GENDER_NAMES, RACE_NAMES
@@ -179,8 +180,6 @@ def crops_to_batch(crops: list[Image.Image], image_size: int) -> np.ndarray:
     """Resize crops exactly as the training pipeline resizes images; float32 pixels in 0..255."""
     if not crops:
         return np.zeros((0, image_size, image_size, 3), "float32")
-    from faceattr.pipeline import resize_pixels
-
     stacked = tf.constant(np.stack([np.asarray(crop, dtype=np.uint8) for crop in crops]))
     return tf.cast(resize_pixels(stacked, image_size), tf.float32).numpy()
 

@@ -209,6 +209,17 @@ def activation_name(layer: keras.layers.Layer) -> str:
     return getattr(activation, "__name__", type(layer).__name__) if activation is not None else type(layer).__name__
 
 
+def age_head_of(model: keras.Model) -> str | None:
+    """The age head (faceattr.defaults.AGE_HEADS) of a model whose age output `age_output` builds, told by its
+    layers; None for an age head of one's own."""
+    layer_names = {layer.name: layer for layer in model.layers}
+    if "age_bins" in layer_names:
+        return "expectation"
+    if "age_unit" in layer_names:
+        return "sigmoid" if activation_name(layer_names["age_unit"]) == "sigmoid" else "linear"
+    return None
+
+
 def input_problems(model: keras.Model, image_size: int | None) -> list[str]:
     """The contract's input: one square RGB image input, of `image_size` px when given."""
     fix = f"use `keras.Input(shape=(image_size, image_size, 3), name=\"face\")` in {TRUNK_CELL}"

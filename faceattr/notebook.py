@@ -22,7 +22,7 @@ from faceattr.labels import RACE_NAMES
 from faceattr.data import PROJECT_ROOT, data_in_use, data_location, is_sample
 from faceattr.files import full_disk_as_error
 from faceattr.paths import check_path, path_cells
-from faceattr.runs import RunFolder
+from faceattr.runs import RunFolder, saved_image_size, saved_precision
 
 
 def setup_notebook(seed: int = DEFAULT_SEED) -> str:
@@ -60,6 +60,30 @@ def describe_data(path: str | Path) -> str:
         return (f"Using the SYNTHETIC sample at {display_path(path)}: cartoon faces drawn by the kit. "
                 "Numbers measured on it show the code works; they say nothing about real faces.")
     return f"Using real data at {display_path(path)}."
+
+
+def stale_notes(run: RunFolder, before_training: bool = False, precision: str | None = None) -> list[str]:
+    """Warnings for the edit-and-retrain loop: notebook 03's model older than the split, or (unless about to
+    train) newer than the trained model, so 05 would evaluate an older model than the one the student built;
+    and, given the `precision` training will use, 03's model built in another one."""
+    notes = []
+    built_in = saved_precision(run.untrained) if precision and run.untrained.exists() else None
+    if built_in and built_in != precision:
+        notes.append(f"{run.untrained.name} was built in {built_in} and its layers keep it, but the kit now "
+                     f"computes in {precision}: rerun notebook 03 to build it in {precision}.")
+    if run.untrained.exists() and run.split.exists() and \
+            run.untrained.stat().st_mtime < run.split.stat().st_mtime:
+        notes.append(f"{run.untrained.name} was saved before {run.split.name} was made: rerun notebook 03 "
+                     "if you changed the data or the split.")
+    if not before_training and run.untrained.exists() and run.model.exists() and \
+            run.untrained.stat().st_mtime > run.model.stat().st_mtime:
+        notes.append(f"{run.untrained.name} is newer than {run.model.name}: notebook 03 has run since this "
+                     "model was trained; rerun notebook 04 to train the model you built.")
+    built, trained = saved_image_size(run.untrained), saved_image_size(run.model)
+    if not before_training and built and trained and built != trained:
+        notes.append(f"{run.untrained.name} takes {built} px images but {run.model.name} was trained at "
+                     f"{trained} px: rerun notebook 04 to train the model you built.")
+    return notes
 
 
 def notebook_dir() -> Path:
@@ -220,7 +244,6 @@ def typed_parameters(overrides: dict[str, str], notebooks: list[Path]) -> dict[s
     return typed
 
 
-KERNEL_LOG = "kernel-stderr.log"  # the kernels' start-up chatter, in OUT_DIR/notebooks
 UNIX_SOCKET_PATH_MAX = 100  # bytes: Linux allows 107, macOS 103
 
 
@@ -269,7 +292,7 @@ def run_sequence(out_dir: str | Path, data: str = "auto", overrides: dict[str, s
     out = Path(out_dir).resolve()
     run, data_path = RunFolder(out), data_location(data)[0]
     run.refuse_inside(data_path)
-    outputs = [run.notebooks / path.name for path in notebooks] + [run.notebooks / KERNEL_LOG]
+    outputs = run.notebook_outputs(notebooks)
     with run.writing(replacing=[]), run.lock_lent_to_children(), data_in_use(data_path), full_disk_as_error(out):
         run.refuse_foreign([*run.named_files(), *outputs])
         try:
@@ -285,7 +308,8 @@ def execute_notebooks(notebooks: list[Path], values: dict[str, object], data: st
     executed copies' paths."""
     from papermill.exceptions import PapermillExecutionError
 
-    (out / "notebooks").mkdir(parents=True, exist_ok=True)
+    run = RunFolder(out)
+    run.notebooks.mkdir(parents=True, exist_ok=True)
     written = []
     for path in notebooks:
         cells = path_cells(path, path_name)
@@ -296,10 +320,10 @@ def execute_notebooks(notebooks: list[Path], values: dict[str, object], data: st
         parameters = {name: value for name, value in values.items() if name in accepted}
         parameters.update({name: value for name, value in (("run_dir", str(out)), ("data_dir", data))
                            if name in accepted})
-        target = out / "notebooks" / path.name
+        target = run.notebooks / path.name
         started = time.perf_counter()
         try:
-            with stderr_to(str(out / "notebooks" / KERNEL_LOG)):  # kernel start-up chatter
+            with stderr_to(str(run.kernel_log)):  # kernel start-up chatter
                 run_notebook(cells, target, parameters, cwd=out)
         except PapermillExecutionError as error:
             raise SequenceError(f"{path.name} failed in cell {error.exec_count} ({error.ename}: {error.evalue}); "

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from faceattr import import_tensorflow
-from faceattr.data import decode_pixels
+from faceattr.decode import decode_image
 from faceattr.defaults import DEFAULT_SEED, GROUP_BALANCES, check_choice
 from faceattr.errors import DataError, SettingsError
 from faceattr.store import decoded_images
@@ -15,18 +15,6 @@ tf = import_tensorflow()
 from keras import layers  # noqa: E402  (after the quiet TensorFlow import)
 
 AUTOTUNE = tf.data.AUTOTUNE
-
-
-def resize_pixels(images: tf.Tensor, image_size: int) -> tf.Tensor:
-    """Resize an image (or a batch) to an `image_size` square with antialiasing, as uint8: the one resize used for
-    training, evaluation and faces found in photos."""
-    resized = tf.image.resize(images, (image_size, image_size), antialias=True)
-    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
-
-
-def decode_image(path: tf.Tensor, image_size: int) -> tf.Tensor:
-    """Read one image file, convert it to RGB and resize it to a uint8 square."""
-    return resize_pixels(decode_pixels(tf.io.read_file(path)), image_size)
 
 
 def labels_of(frame: pd.DataFrame) -> dict[str, tf.Tensor]:

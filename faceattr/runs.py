@@ -2,7 +2,8 @@
 
 Every file is written atomically, so Ctrl-C or a crash never leaves a half-written one, and recorded with its hash in
 the folder's manifest: the kit replaces or deletes only a file that is still as it wrote it, never a user's own. A
-writer holds the folder's lock, so two trainings (or a training and `faceattr run`) cannot mix their files, and
+writer holds the folder's lock (`RunFolder.writing`; config.json, a `RunConfig`, is never written without it), so two
+trainings (or a training and `faceattr run`, or notebook 04) cannot mix their files, and
 `--overwrite` clears the kit's own files before anything new is written, so a stale model can never sit beside a new
 config."""
 
@@ -14,9 +15,9 @@ import os
 import platform
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -27,10 +28,88 @@ from faceattr.errors import DataError, FaceattrError, RunDirError
 from faceattr.files import atomic_write, atomic_write_json, file_digest, full_disk_as_error, locked, write_json
 
 CONFIG_VERSION = 2
-REQUIRED_CONFIG_KEYS = ("data", "seed", "image_size", "arch")
 SPLIT_COLUMNS = ["file", "age", "gender", "race", "split"]
 MANIFEST_NAME = ".faceattr-manifest.json"  # in each folder the kit writes into: the files it wrote, with their hashes
 RUN_LOCK_VARIABLE = "FACEATTR_RUN_LOCK_HELD"  # `faceattr run` sets it, for its notebooks, to the folder it has locked
+KERNEL_LOG = "kernel-stderr.log"  # `faceattr run`'s notebook kernels' start-up chatter, in RUN_DIR/notebooks
+_locks_held: set[str] = set()  # the run folders (resolved) whose lock this process holds (RunFolder.lock_held)
+
+
+@dataclass(frozen=True)
+class RunConfig(Mapping):
+    """config.json: every setting of a run, the data it was trained on, and what training measured. Written and read
+    only by `RunFolder`; it reads as a mapping of its JSON keys (those that are set), so `config["seed"]` works.
+
+    A key left None is not written (an older config lacks the keys added since, and reads back the same)."""
+
+    data: str
+    seed: int
+    image_size: int
+    arch: str
+    config_version: int | None = None       # stamped by RunFolder.write_config
+    data_from_run_dir: str | None = None
+    synthetic: bool | None = None
+    model_name: str | None = None           # the Keras model's name (a student's own, or the architecture's)
+    parameters: dict | None = None          # faceattr.balance.parameter_counts
+    centre_pixels: bool | None = None       # recorded once the recipe carries it (faceattr.model.build_model's)
+    age_head: str | None = None
+    age_loss: str | None = None
+    loss_balance: str | None = None
+    loss_weights: dict | None = None        # each head's weight at the start
+    learning_rate: float | None = None
+    num_epochs: int | None = None
+    batch_size: int | None = None
+    patience: int | None = None
+    augment: bool | None = None
+    balance: str | None = None              # the mitigation across race x gender groups
+    precision: str | None = None
+    age_scale: float | None = None          # from the training split
+    trivial_losses: dict | None = None
+    trivial_errors: dict | None = None
+    monitor: dict | None = None             # the score early stopping and the checkpoint watch
+    split_counts: dict | None = None
+    train_seconds: float | None = None
+    epochs_run: int | None = None
+    loss_weights_learned: dict | None = None  # at the kept epoch; None unless the balance learns them
+    versions: dict | None = None            # package_versions()
+
+    def __getitem__(self, key: str) -> object:
+        """A set key's value, as config.json holds it."""
+        value = getattr(self, key, None) if key in CONFIG_KEYS else None
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        """The keys that are set, in the schema's order."""
+        return (key for key in CONFIG_KEYS if getattr(self, key) is not None)
+
+    def __len__(self) -> int:
+        """How many keys are set."""
+        return sum(1 for _ in self)
+
+    def updated(self, **changes: object) -> RunConfig:
+        """This config with `changes`."""
+        return replace(self, **changes)
+
+    def to_json(self) -> dict:
+        """config.json's content: the keys that are set."""
+        return dict(self)
+
+    @classmethod
+    def from_json(cls, payload: Mapping) -> RunConfig:
+        """A config from config.json's content; keys of another kit version's schema are left out."""
+        return cls(**{key: payload[key] for key in CONFIG_KEYS if payload.get(key) is not None})
+
+
+CONFIG_KEYS: tuple[str, ...] = ("config_version", *(field.name for field in fields(RunConfig)
+                                                    if field.name != "config_version"))  # config.json's order
+REQUIRED_CONFIG_KEYS: tuple[str, ...] = tuple(field.name for field in fields(RunConfig) if field.default is MISSING)
+# What every new run records of how it was trained (`faceattr train` and notebook 04 alike; tests check both).
+RUN_SETTINGS: tuple[str, ...] = ("arch", "model_name", "parameters", "image_size", "age_head", "age_loss",
+                                 "loss_balance", "loss_weights", "learning_rate", "num_epochs", "batch_size", "seed",
+                                 "patience", "augment", "balance", "precision", "age_scale", "trivial_losses",
+                                 "trivial_errors", "monitor", "split_counts")
 
 
 def package_versions() -> dict[str, str]:
@@ -183,12 +262,17 @@ class RunFolder:
     figures = property(lambda self: self.root / "figures", doc="PNG figures")
     lock = property(lambda self: self.root / ".faceattr.lock", doc="held by the process writing the run")
     notebooks = property(lambda self: self.root / "notebooks", doc="the lessons `faceattr run` executed")
+    kernel_log = property(lambda self: self.notebooks / KERNEL_LOG, doc="their kernels' start-up chatter")
     manifest = property(lambda self: Manifest(self.root), doc="the files the kit wrote here, with their hashes")
 
     def named_files(self) -> list[Path]:
         """The files the kit writes here under fixed names."""
         return [self.model, self.untrained, self.config, self.split, self.history, self.metrics, self.predictions,
                 self.model_card]
+
+    def notebook_outputs(self, notebooks: Iterable[Path]) -> list[Path]:
+        """What `faceattr run` writes into notebooks/: each executed lesson (by its name) and the kernels' log."""
+        return [self.notebooks / Path(notebook).name for notebook in notebooks] + [self.kernel_log]
 
     def has_run(self) -> bool:
         """True when a trained run (a model or a config) is here."""
@@ -245,7 +329,16 @@ class RunFolder:
             if not acquired:
                 raise RunDirError(f"another process is writing a run into {self.root}; wait for it to finish, "
                                   "or choose another folder.")
-            yield
+            _locks_held.add(str(self.root.resolve()))
+            try:
+                yield
+            finally:
+                _locks_held.discard(str(self.root.resolve()))
+
+    def lock_is_held(self) -> bool:
+        """True inside `lock_held` (or `writing`) in this process, or in a notebook `faceattr run` lent it to."""
+        root = str(self.root.resolve())
+        return root in _locks_held or os.environ.get(RUN_LOCK_VARIABLE) == root
 
     @contextmanager
     def lock_lent_to_children(self) -> Iterator[None]:
@@ -312,44 +405,27 @@ class RunFolder:
                     raise RunDirError(f"{self.root} is still being written by another process (a training); "
                                       "wait for it to finish.")
 
-    def stale_notes(self, before_training: bool = False, precision: str | None = None) -> list[str]:
-        """Warnings for the edit-and-retrain loop: notebook 03's model older than the split, or (unless about to
-        train) newer than the trained model, so 05 would evaluate an older model than the one the student built;
-        and, given the `precision` training will use, 03's model built in another one."""
-        notes = []
-        built_in = saved_precision(self.untrained) if precision and self.untrained.exists() else None
-        if built_in and built_in != precision:
-            notes.append(f"{self.untrained.name} was built in {built_in} and its layers keep it, but the kit now "
-                         f"computes in {precision}: rerun notebook 03 to build it in {precision}.")
-        if self.untrained.exists() and self.split.exists() and \
-                self.untrained.stat().st_mtime < self.split.stat().st_mtime:
-            notes.append(f"{self.untrained.name} was saved before {self.split.name} was made: rerun notebook 03 "
-                         "if you changed the data or the split.")
-        if not before_training and self.untrained.exists() and self.model.exists() and \
-                self.untrained.stat().st_mtime > self.model.stat().st_mtime:
-            notes.append(f"{self.untrained.name} is newer than {self.model.name}: notebook 03 has run since this "
-                         "model was trained; rerun notebook 04 to train the model you built.")
-        built, trained = saved_image_size(self.untrained), saved_image_size(self.model)
-        if not before_training and built and trained and built != trained:
-            notes.append(f"{self.untrained.name} takes {built} px images but {self.model.name} was trained at "
-                         f"{trained} px: rerun notebook 04 to train the model you built.")
-        return notes
-
-    def write_run_config(self, data_root: str | Path, synthetic: bool, **settings: object) -> dict:
+    def write_run_config(self, data_root: str | Path, synthetic: bool, **settings: object) -> RunConfig:
         """Write a new config.json: the data (absolute, and relative to the run folder), whether it is synthetic,
-        every setting, and package versions."""
+        every setting (RunConfig's keys), and package versions."""
         data_root = Path(data_root).resolve()
-        return self.write_config({"data": str(data_root),
-                                  "data_from_run_dir": os.path.relpath(data_root, self.root.resolve()),
-                                  "synthetic": synthetic, **settings, "versions": package_versions()})
+        return self.write_config(RunConfig(data=str(data_root),
+                                           data_from_run_dir=os.path.relpath(data_root, self.root.resolve()),
+                                           synthetic=synthetic, **settings, versions=package_versions()))
 
-    def write_config(self, config: dict) -> dict:
-        """Write config.json (atomically), stamped with the schema version."""
-        config = {"config_version": CONFIG_VERSION, **config}
-        self.write(self.config, lambda temporary: write_json(temporary, config))
+    def write_config(self, config: RunConfig) -> RunConfig:
+        """Write config.json (atomically), stamped with the schema version; the writer holds the folder's lock
+        (`writing`), so no other process mixes its files in."""
+        if not isinstance(config, RunConfig):
+            raise TypeError(f"write_config takes a RunConfig, not {type(config).__name__}")
+        if not self.lock_is_held():
+            raise RuntimeError(f"config.json in {self.root} is written only inside `with RunFolder(...).writing()`, "
+                               "which holds the run folder's lock")
+        config = config.updated(config_version=CONFIG_VERSION)
+        self.write(self.config, lambda temporary: write_json(temporary, config.to_json()))
         return config
 
-    def read_config(self) -> dict:
+    def read_config(self) -> RunConfig:
         """Read config.json; a missing, garbled or incomplete one is an error that names the file and the key."""
         if not self.config.exists():
             raise RunDirError(f"{self.config} does not exist: train a model first with "
@@ -360,13 +436,13 @@ class RunFolder:
             raise RunDirError(f"{self.config} is not valid JSON ({error}); retrain with --overwrite.") from None
         if not isinstance(config, dict):
             raise RunDirError(f"{self.config} does not hold a JSON object; retrain with --overwrite.")
-        missing = [key for key in REQUIRED_CONFIG_KEYS if key not in config]
+        missing = [key for key in REQUIRED_CONFIG_KEYS if config.get(key) is None]
         if missing:
             raise RunDirError(f"{self.config} has no {missing[0]!r} key; retrain with --overwrite.")
         if config.get("config_version", 1) > CONFIG_VERSION:
             raise RunDirError(f"{self.config} was written by a newer faceattr (config version "
                               f"{config['config_version']}); upgrade faceattr to read it.")
-        return config
+        return RunConfig.from_json(config)
 
     def provenance(self) -> dict:
         """What the model was trained on, for its predictions to carry: the data, and whether it is synthetic
@@ -376,7 +452,7 @@ class RunFolder:
         config = self.read_config()
         return {"run": str(self.root), "trained_on": str(config["data"]), "synthetic": bool(config.get("synthetic"))}
 
-    def data_path(self, config: dict) -> Path:
+    def data_path(self, config: Mapping) -> Path:
         """The data the run was trained on: its absolute path, else the same path relative to the run folder
         (for a project moved as a whole)."""
         absolute = Path(config["data"])
@@ -459,7 +535,7 @@ class RunFolder:
             raise RunDirError(f"{self.metrics} is not valid JSON ({error}); run `faceattr evaluate {self.root}` "
                               "again.") from None
 
-    def write_model_card(self, config: dict, metrics: dict) -> Path:
+    def write_model_card(self, config: Mapping, metrics: dict) -> Path:
         """Write model_card.md (atomically) from the run's config and metrics."""
         from faceattr.card import model_card
 

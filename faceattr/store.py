@@ -1,10 +1,11 @@
 """The decoded-image store: each list of images is decoded once per image size and kept in the kit's cache as a
 uint8 `.npy` file, so every later epoch, run and notebook reads pixels instead of decoding JPEGs again.
 
-A store is keyed by the ordered file list, each file's size and modification time, the image size and the
-TensorFlow version: a changed, added or removed image, or another TensorFlow, makes a new key. It is written atomically
-under an exclusive lock (a second process waits, then reads it; a killed writer's temporary file is removed), and read
-under a shared one (so `faceattr cache --clear` skips it meanwhile). Its disk space is reserved before it is mapped, so
+A store is keyed by the ordered file list, each file's size and modification time, the image size, the pixel
+format's version (faceattr.decode) and the TensorFlow version: a changed, added or removed image, another decode or
+another TensorFlow makes a new key. Where it lives is faceattr.cache's to say. It is written atomically under an
+exclusive lock (a second process waits, then reads it; a killed writer's temporary file is removed), and read under a
+shared one (so `faceattr cache --clear` skips it meanwhile). Its disk space is reserved before it is mapped, so
 a full disk is an error the kit handles (it decodes into memory), never a crash. Its pixels carry a checksum, checked
 whenever it is opened: a damaged store, zeroed pages included, is decoded again. Nothing is written next to the user's
 images.
@@ -21,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from faceattr.data import usable_cache_dir
+from faceattr.cache import lock_of, store_file
+from faceattr.decode import PIXEL_FORMAT_VERSION, decode_image, tensorflow
 from faceattr.files import DISK_FULL_ERRNOS, atomic_write, locked, shared_lock, temporaries_of
 
-STORE_FORMAT_VERSION = "2"  # bump when decode_image's pixels or the file's layout change (2: the checksum trailer)
+STORE_FORMAT_VERSION = "2"  # bump when the file's layout changes (2: the checksum trailer); pixels: decode's version
 DECODE_BATCH = 256  # images decoded per step while a store is written: bounds the memory it takes
 CHECKSUM_MAGIC = b"faceattr-crc32:"  # the trailer after the pixels: this, then their CRC-32 (4 bytes, big-endian)
 TRAILER_BYTES = len(CHECKSUM_MAGIC) + 4
@@ -32,11 +34,9 @@ TRAILER_BYTES = len(CHECKSUM_MAGIC) + 4
 
 def store_key(paths: Sequence[str], image_size: int) -> str:
     """A key for these files, in this order, at this size: their paths, byte sizes and modification times, and the
-    TensorFlow version (its decoder and resize make the pixels)."""
-    from faceattr import import_tensorflow
-
-    version = import_tensorflow().__version__
-    digest = hashlib.sha1(f"{STORE_FORMAT_VERSION}|{version}|{image_size}|{len(paths)}".encode())
+    pixel format's and TensorFlow's versions (its decoder and resize make the pixels)."""
+    versions = f"{STORE_FORMAT_VERSION}|{PIXEL_FORMAT_VERSION}|{tensorflow().__version__}"
+    digest = hashlib.sha1(f"{versions}|{image_size}|{len(paths)}".encode())
     for path in paths:
         stat = os.stat(path)
         digest.update(f"|{path}|{stat.st_size}|{stat.st_mtime_ns}".encode())
@@ -45,16 +45,16 @@ def store_key(paths: Sequence[str], image_size: int) -> str:
 
 def store_path(paths: Sequence[str], image_size: int, cache_dir: Path | None = None) -> Path:
     """Where the store for `paths` at `image_size` lives."""
-    return (cache_dir or usable_cache_dir()) / "decoded" / f"{store_key(paths, image_size)}-{image_size}px.npy"
+    return store_file(store_key(paths, image_size), image_size, cache_dir)
 
 
 def decode_batches(paths: Sequence[str], image_size: int):
-    """Yield uint8 batches of `faceattr.pipeline.decode_image`, decoded in parallel, in `paths` order."""
-    from faceattr.pipeline import AUTOTUNE, decode_image, tf
-
+    """Yield uint8 batches of `faceattr.decode.decode_image`, decoded in parallel, in `paths` order."""
+    tf = tensorflow()
     files = tf.data.Dataset.from_tensor_slices(np.asarray(paths, dtype=str))
-    images = files.map(lambda path: decode_image(path, image_size), num_parallel_calls=AUTOTUNE, deterministic=True)
-    for batch in images.batch(DECODE_BATCH).prefetch(AUTOTUNE):
+    images = files.map(lambda path: decode_image(path, image_size), num_parallel_calls=tf.data.AUTOTUNE,
+                       deterministic=True)
+    for batch in images.batch(DECODE_BATCH).prefetch(tf.data.AUTOTUNE):
         yield batch.numpy()
 
 
@@ -153,11 +153,11 @@ def decoded_images(paths: Sequence[str], image_size: int) -> np.ndarray:
     if not paths:
         return np.zeros(shape, np.uint8)
     path = store_path(paths, image_size)
-    with shared_lock(f"{path}.lock"):  # a reader: `cache --clear` leaves the store alone while it is opened
+    with shared_lock(lock_of(path)):  # a reader: `cache --clear` leaves the store alone while it is opened
         pixels = read_store(path, len(paths), image_size, report=False)
         if pixels is not None:
             return pixels
-    with locked(f"{path}.lock"):  # a second process building the same store waits here, then reads it
+    with locked(lock_of(path)):  # a second process building the same store waits here, then reads it
         pixels = read_store(path, len(paths), image_size)
         if pixels is not None:
             return pixels

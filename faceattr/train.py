@@ -335,9 +335,6 @@ def train_run(data: str | Path, run_dir: str | Path, recipe: Recipe | None = Non
         started = time.perf_counter()
         history = train_recipe(recipe, split, seed, run.root, patience=patience, progress=progress,
                                strategy=strategy, extra_callbacks=[starting]).history
-        config.update(starting.state)
-        config["train_seconds"] = round(time.perf_counter() - started, 2)
-        config["epochs_run"] = len(history)
-        config["loss_weights_learned"] = kept_loss_weights(history)
-        run.write_config(config)
+        run.write_config(config.updated(**starting.state, train_seconds=round(time.perf_counter() - started, 2),
+                                        epochs_run=len(history), loss_weights_learned=kept_loss_weights(history)))
         return evaluate_run(run.root)

@@ -39,18 +39,19 @@ def _train_briefly(model, data_dir: str, loss_balance: str = "uncertainty") -> p
 
 
 def exercise_1(data_dir: str, work_dir: Path) -> dict:
-    """Each batch-norm layer holds 4 numbers per filter: a trainable scale and offset, and a moving mean and
-    variance that are not trained. After 32+64+128+256 filters that is 1,920 parameters, 960 of them trainable;
-    `use_bias=False` removes the convolutions' 480 biases, so the net gain is 1,440 (480 trainable), exactly as
-    for the package's `batchnorm` architecture, which uses the same momentum 0.9. While training, batch norm normalises with each
-    batch's own mean and variance; at inference it uses the moving averages, updated once per step as
-    `moving = momentum * moving + (1 - momentum) * batch`, so after n steps `momentum ** n` of their starting
-    values (mean 0, variance 1) remain: with Keras's default 0.99 that takes about 460 steps to fall to 1%, with
-    0.9 about 44. Until then inference normalises with the wrong statistics, the two modes disagree on the same
-    images, and validation accuracy can sit at chance while training accuracy climbs. The diagnosis below
-    trains the exercise's model briefly, compares `model(images, training=True)` with `training=False` on one
-    validation batch, then lets the statistics catch up (momentum 0.9 and more steps, weights unchanged) and
-    compares again."""
+    """Homework, about 10 minutes. Each batch-norm layer holds 4 numbers per filter: a trainable scale and offset, and
+    a moving mean and variance that are not trained. After 32+64+128+256 filters that is 1,920 parameters, 960 of them
+    trainable; `use_bias=False` removes the convolutions' 480 biases, so the net gain is 1,440 (480 trainable),
+    exactly as for the package's `batchnorm` architecture, which uses the same momentum 0.9. While training, batch
+    norm normalises with each batch's own mean and variance; at inference it uses the moving averages, updated once
+    per step as `moving = momentum * moving + (1 - momentum) * batch`, so after n steps `momentum ** n` of their
+    starting values (mean 0, variance 1) remain: with Keras's default 0.99 that takes 459 steps to fall to 1%, with
+    0.9 44 (both asserted). Until then inference normalises with the wrong statistics, the two modes disagree on the
+    same images, and validation accuracy can sit at chance while training accuracy climbs. The diagnosis below trains
+    the exercise's model briefly, compares `model(images, training=True)` with `training=False` on one validation
+    batch, then lets the statistics catch up (momentum 0.9 and 44 more steps, weights unchanged) and compares again:
+    the gap between the modes shrinks (asserted; on the 200-face test sample from 0.23 to 0.05 in gender
+    probability)."""
     import math
 
     import keras
@@ -92,12 +93,14 @@ def exercise_1(data_dir: str, work_dir: Path) -> dict:
           f"on {agreement:.0%}; train gender accuracy {history['gender_accuracy'].iloc[-1]:.3f}, "
           f"validation {history['val_gender_accuracy'].iloc[-1]:.3f}")
     catch_up = math.ceil(math.log(0.01) / math.log(0.9))          # steps for momentum 0.9 to forget 99%
+    assert (catch_up, math.ceil(math.log(0.01) / math.log(0.99))) == (44, 459)
     for layer in as_written.layers:
         if isinstance(layer, layers.BatchNormalization):
             layer.momentum = 0.9
     for train_images, _ in datasets["train"].repeat().take(catch_up):
         as_written(train_images, training=True)                    # moves the statistics, not the weights
     caught_up_gap, caught_up_agreement = mode_gap()
+    assert caught_up_gap < gap, "with statistics that caught up, the two modes agree better"
     print(f"after {catch_up} more training-mode steps at momentum 0.9 (weights unchanged): the modes differ by "
           f"{caught_up_gap:.3f}, the predicted class agrees on {caught_up_agreement:.0%}")
     return {"parameters_added": added, "trainable_added": trainable_added, "package_added": package_added,
@@ -109,11 +112,14 @@ def exercise_1(data_dir: str, work_dir: Path) -> dict:
 
 
 def exercise_2(data_dir: str, work_dir: Path) -> dict:
-    """Pooling has no weights, so the parameter count does not change at all. Global max pooling keeps each
-    filter's strongest response anywhere in the face; global average pooling keeps its mean over the whole
-    face, which is smoother but dilutes a feature that appears in one small place. At a token budget and one seed
-    the difference in race accuracy is mostly noise: compare against the majority class, and repeat over seeds
-    (notebook 07 does) before choosing."""
+    """Homework, about 10 minutes. Pooling has no weights, so the parameter count does not change at all (asserted).
+    Global max pooling keeps each filter's strongest response anywhere in the face; global average pooling keeps its
+    mean over the whole face, which is smoother but dilutes a feature that appears in one small place. Measured
+    (docs/balance.md's probes, `screens` in benchmarks/results/balance-centred-bf16-intel-xeon-2cores.json: the
+    sample, 3 seeds, 5 epochs, pixels 0..1): average pooling reached race accuracy 0.682 ± 0.029 against max pooling's
+    0.712 ± 0.027, lower by 0.030, just beyond either spread, and gender 0.664 ± 0.036 against 0.761 ± 0.037 and age
+    MAE 9.63 ± 0.21 against 6.20 ± 0.51 years, also worse beyond it: max pooling stays. The token run below (one
+    epoch, one seed) shows the method, beside the majority class's share."""
     from faceattr.balance import trivial_errors
     from faceattr.model import build_model
 
@@ -135,10 +141,10 @@ def exercise_2(data_dir: str, work_dir: Path) -> dict:
 
 
 def exercise_3(data_dir: str, work_dir: Path) -> dict:
-    """The sigmoid head predicts sigmoid(z) x age_scale, and a sigmoid stays below 1, so no prediction can reach
-    age_scale, the oldest age in the training split; it only approaches it as z grows, and the gradient vanishes
-    there. The expectation head is bounded too: its largest prediction is the centre of the last age bin,
-    just below age_scale. Forcing each head's last layer to its extreme shows both limits."""
+    """In class, about 5 minutes. The sigmoid head predicts sigmoid(z) x age_scale, and a sigmoid stays below 1, so no
+    prediction can reach age_scale, the oldest age in the training split; it only approaches it as z grows, and the
+    gradient vanishes there. The expectation head is bounded too: its largest prediction is the centre of the last age
+    bin, just below age_scale. Forcing each head's last layer to its extreme shows both limits."""
     import keras
 
     from faceattr.model import AGE_BINS, build_model
@@ -163,11 +169,15 @@ def exercise_3(data_dir: str, work_dir: Path) -> dict:
 
 
 def exercise_4(data_dir: str, work_dir: Path) -> dict:
-    """Whether the linear head's validation age MAE is higher depends on the budget and the seed: compare both
-    with the trivial predictor's MAE (always the median age) and repeat over seeds before concluding. A
+    """Homework, about 10 minutes. Yes, after a full budget. The kit's first balance study (docs/balance.md's
+    "first two studies", benchmarks/results/balance-amd-epyc-2cores.json: the sample, 3 seeds, normalised weights,
+    pixels 0..1, batch 64, validation split) measured the linear head at 6.01 ± 0.09 years after 15 epochs against
+    5.32 ± 0.22 for the expectation head, a gap beyond the spread; after 5 epochs they were level (7.78 ± 0.84
+    against 7.91 ± 1.66). Both beat the trivial predictor (always the median age, 15.6 years there). A
     distribution over bins can hedge ("somewhere in the 20s"): a face whose label is noisy pulls probability
     towards neighbouring bins instead of dragging one number, and the expected age can never leave 0..age_scale.
-    A linear unit must commit to one number and can predict negative ages while training."""
+    A linear unit must commit to one number and can predict negative ages while training. The token run below
+    shows the method."""
     from faceattr.balance import trivial_errors
     from faceattr.model import build_model
 
@@ -183,11 +193,12 @@ def exercise_4(data_dir: str, work_dir: Path) -> dict:
 
 
 def exercise_5(data_dir: str, work_dir: Path) -> dict:
-    """With MSE the trivial predictor's age loss is the mean squared error of the median age on age / age_scale,
-    still far below the cross-entropies of gender and race. Huber with delta 0.1 is never more than half the
-    squared error, so MSE makes the age loss larger than Huber, but it stays a small fraction of race's (the
-    table below prints the ratio). The report's weight of 2 only doubles it: the age loss stays a small share of
-    the total, which is why the kit divides each loss by its trivial value instead. That is a statement about the
+    """In class, about 5 minutes. With MSE the trivial predictor's age loss is the mean squared error of the
+    median age on age / age_scale, still far below the cross-entropies of gender and race. Huber with delta 0.1 is
+    never more than half the squared error, so MSE makes the age loss larger than Huber, but it stays a small
+    fraction of race's: on the embedded sample 38 times smaller (0.038 against 1.445). The report's weight of 2
+    only doubles it: the age loss is then 2.6% of the weighted total there (asserted below 10% on any data), which
+    is why the kit divides each loss by its trivial value instead. That is a statement about the
     losses' sizes; how hard each head then pulls on the shared trunk is a gradient, which notebook 04 (section 7)
     and benchmarks/gradients.py measure."""
     import keras
@@ -204,6 +215,7 @@ def exercise_5(data_dir: str, work_dir: Path) -> dict:
     weighted = {head: mse[head] * REPORT_LOSS_WEIGHTS[head] for head in mse}
     age_share_equal = mse["age"] / sum(mse.values())
     age_share_report = weighted["age"] / sum(weighted.values())
+    assert age_share_report < 0.1, "doubled, the age loss is still a small share of the total"
     print(pd.DataFrame({"huber": huber, "mse": mse, "mse x report weight": weighted}).round(4))
     print(f"with MSE the age loss is {mse['race'] / mse['age']:.0f} times smaller than race's; its share of the "
           f"total is {age_share_equal:.1%} with equal weights and {age_share_report:.1%} with the report's 2 / 1 / 1.5")
@@ -212,11 +224,13 @@ def exercise_5(data_dir: str, work_dir: Path) -> dict:
 
 
 def exercise_6(data_dir: str, work_dir: Path) -> dict:
-    """At 198 pixels each 2x2 pooling halves (rounding down) 198 to 99, 49, 24 and 12, so the trunk ends in a
-    12x12x256 feature map instead of 4x4x256 at 64 pixels: nine times as many positions, and the convolutions
-    cost about that much more compute. The parameter count does not move at all: a convolution's weights depend
-    only on its kernel and channels, not on the image size, and global max pooling reduces any map to one number
-    per filter, so the heads see 256 features either way."""
+    """In class, about 3 minutes. At 198 pixels each 2x2 pooling halves (rounding down) 198 to 99, 49, 24 and 12, so
+    the trunk ends in a 12x12x256 feature map instead of 4x4x256 at 64 pixels: nine times as many positions, and about
+    9.6 times the pixels for every convolution to cover. The time follows the pixels: docs/performance.md's trade-off
+    table (one seed, 6 epochs) measured 2.46 s per epoch at 64 px and 4.97 at 96 (2.25 times the pixels, 2.0 times the
+    time). The parameter count does not move at all (asserted): a convolution's weights depend only on its kernel and
+    channels, not on the image size, and global max pooling reduces any map to one number per filter, so the heads see
+    256 features either way."""
     from faceattr.defaults import DEFAULT_IMAGE_SIZE
     from faceattr.model import build_model
 
@@ -234,13 +248,15 @@ def exercise_6(data_dir: str, work_dir: Path) -> dict:
 
 
 def exercise_7(data_dir: str, work_dir: Path) -> dict:
-    """Scaled to 0..1, no input the first convolution sees is below 0, so for one image patch all of a filter's
-    weight gradients share the sign of the error there: the weights move together and plain gradient descent
-    zig-zags. Scaled to -1..1 about half the inputs are below 0 and the gradients can point every way. Centring
-    changes no parameter and no arithmetic. In the balance study of docs/balance.md (3 seeds, 5 and 15 epochs, two
-    data sets) it made race learn sooner (0.773 against 0.712 after 5 epochs on the sample), at some cost in age
-    error after 15 epochs. The run below is a token one (one epoch at 32 px, one seed), so it shows the method, not
-    the answer: compare its per-epoch history over 5 epochs in notebook 04 before concluding."""
+    """Homework, about 15 minutes. Scaled to 0..1, no input the first convolution sees is below 0, so for one image
+    patch all of a filter's weight gradients share the sign of the error there: the weights move together and plain
+    gradient descent zig-zags. Scaled to -1..1 about half the inputs are below 0 and the gradients can point every
+    way. Centring changes no parameter and no arithmetic. The balance study (docs/balance.md, 3 seeds, validation
+    split) measured the answer: centred pixels learn race sooner, 0.773 ± 0.023 against 0.712 ± 0.027 among the first
+    5 epochs on the sample (0.796 against 0.771 on the 3,000-image folder), and after 15 epochs race is 0.821 against
+    0.799 on the sample but 0.813 against 0.828 on the folder, and age MAE 5.52 against 5.03 years on the sample and
+    4.57 against 4.12 on the folder: 0..1 ends with the lower age error. The run below (one epoch at 32 px, one seed)
+    asserts the share of inputs below 0 and shows the method."""
     import keras
 
     from faceattr.model import build_model

@@ -49,11 +49,13 @@ def scores_by_epoch(history: pd.DataFrame, reference_errors: dict[str, float]) -
 
 
 def exercise_1(data_dir: str, work_dir: Path) -> dict:
-    """A trunk of 16/32/64 filters has a fraction of the default's parameters (the convolutions shrink, and so do
-    the heads' first dense layers, which read 64 features instead of 256), and it trains faster. Whether it is
-    enough is read from the validation scores under the same budget: if its race accuracy interval overlaps the
-    default's and its val_score is as low, the sample does not need the larger trunk (its cartoon faces are drawn
-    from a few flat colours). Real photos carry finer detail, so rerun the comparison on UTKFace before deciding."""
+    """Homework, about 10 minutes. A trunk of 16/32/64 filters has a fraction of the default's parameters
+    (asserted; the function prints the share): the convolutions shrink, and so do the heads' first dense layers,
+    which read 64 features instead of 256. Whether it is enough is a comparison of validation scores under the same
+    budget, over several seeds (exercise 4's method): one run's intervals overlapping does not show that two models
+    are equal. The kit has no multi-seed measurement of this trunk, so the answer is the one you measure; the token
+    run below shows the method. The sample's faces are drawn from a few flat colours, and real photos carry finer
+    detail, so a trunk that is enough on the sample may not be on UTKFace."""
     import keras
 
     from faceattr.evaluate import predict, summary_metrics
@@ -99,11 +101,14 @@ def exercise_1(data_dir: str, work_dir: Path) -> dict:
 
 
 def exercise_2(data_dir: str, work_dir: Path) -> dict:
-    """The parameter counts do not change with the image size: every trunk ends in global pooling, so the heads
-    see the same number of features whatever the size. The time does change: each convolution runs over every
-    pixel, so an epoch costs roughly in proportion to the number of pixels (9 times as many at 96 px as at 32).
-    Time the second epoch, since the first also builds the graph. Accuracy may or may not improve with size:
-    look for whether the extra seconds buy a race accuracy outside the smaller size's interval."""
+    """Homework, about 20 minutes. The parameter counts do not change with the image size (asserted): every trunk
+    ends in global pooling, so the heads see the same number of features whatever the size. The time does change:
+    each convolution runs over every pixel, so an epoch costs roughly in proportion to the number of pixels (9
+    times as many at 96 px as at 32). Time the second epoch, since the first also builds the graph.
+    docs/performance.md's trade-off table (the default, one seed, 6 epochs, batch 64) measured 1.65, 2.46 and 4.97 s
+    per epoch at 48, 64 and 96 px, and race accuracy 0.673, 0.693 and 0.710: 96 px costs 2.0x the time of 64 px for
+    +0.02, a difference inside the 3-seed spreads of the balance study (0.004 to 0.029 in race accuracy), so one
+    seed cannot call it."""
     from faceattr.model import make_model
     from faceattr.plots import experiments_plot, save_figure
     from faceattr.train import train_recipe
@@ -138,12 +143,17 @@ def exercise_2(data_dir: str, work_dir: Path) -> dict:
 
 
 def exercise_3(data_dir: str, work_dir: Path) -> dict:
-    """There is no need to train twice: a longer run contains the shorter one, because its history holds the
-    validation score after every epoch, and the checkpoint of a shorter budget is the best of its first epochs.
-    Rank the candidates by the best val_score within each budget. Architectures learn at different speeds
-    (batch normalisation, for one, changes how fast a trunk starts), so the ranking can change with the budget:
-    a short budget ranks candidates for a longer run, it does not pick the final model. Call a change real only
-    when the scores differ by more than the seed spread."""
+    """Homework, about 15 minutes. There is no need to train twice: a longer run contains the shorter one, because
+    its history holds the validation score after every epoch, and the checkpoint of a shorter budget is the best of
+    its first epochs (asserted: one history per budget). Rank the candidates by the best val_score within each
+    budget. The ranking did change with the budget in the balance study (docs/balance.md, 3 seeds, the sample):
+    the previous default (pixels 0..1) was behind the kit default beyond the spread among the first 5 epochs
+    (val_score 0.461 ± 0.002 against 0.414 ± 0.015) and level after 15 (0.312 ± 0.029 against 0.305 ± 0.011), and
+    batch 16 led the means at 5 epochs (0.393) but not at 15 (0.307), within the spread both times. Batch norm
+    starts fast on gender and race but slowly on age (docs/performance.md's trade-off table, one seed, 6 epochs:
+    0.877 and 0.733 against the default's 0.767 and 0.693, age MAE 10.1 against 6.8 years). So a short budget ranks
+    candidates for a longer run, it does not pick the final model; call a change real only when the scores differ
+    by more than the seed spread."""
     from faceattr.balance import trivial_errors
     from faceattr.train import train_recipe
 
@@ -167,11 +177,17 @@ def exercise_3(data_dir: str, work_dir: Path) -> dict:
 
 
 def exercise_4(data_dir: str, work_dir: Path) -> dict:
-    """The gap between two schemes means something only if it is larger than the spread the seed alone causes.
-    Train each scheme with several seeds on the same split, then compare the difference of the mean val_scores
-    with the standard deviations. In the notebook, changing `seed` also changes the split (so part of the
-    spread is which faces are in validation); here the split stays fixed and only the initial weights and the
-    batch order move. Two seeds give only a rough spread: use three or more before calling a winner."""
+    """Homework, about 20 minutes. The gap between two schemes means something only if it is larger than the spread
+    the seed alone causes. Train each scheme with several seeds on the same split, then compare the difference of the
+    mean val_scores with the standard deviations. In the notebook, changing `seed` also changes the split (so part of
+    the spread is which faces are in validation); here the split stays fixed and only the initial weights and the
+    batch order move, over two seeds to keep it short. Measured with 3 seeds and 15 epochs (docs/balance.md,
+    validation split): the learned weights' val_score was 0.305 ± 0.011 against 0.319 ± 0.004 for the normalised ones
+    on the sample, a gap just beyond the spread, and 0.262 ± 0.004 against 0.253 ± 0.011 on the 3,000-image folder,
+    level; fixed equal weights (07's "fixed") were measured only in the first study
+    (benchmarks/results/balance-amd-epyc-2cores.json: linear age head, pixels 0..1, batch 64), against the learned
+    ones 0.395 ± 0.026 and 0.391 ± 0.026 on the sample, level, and 0.314 ± 0.016 and 0.253 ± 0.021 on the folder, a
+    gap beyond the spread. So at 3 epochs and one seed, 07's ranking of the schemes is not yet an answer."""
     from faceattr.balance import task_uncertainty_layer, trivial_errors
     from faceattr.labels import HEAD_NAMES
     from faceattr.train import train_recipe
@@ -221,11 +237,13 @@ def train_single_head(model, head: str, datasets: dict, age_scale: float, num_ep
 
 
 def exercise_5(data_dir: str, work_dir: Path) -> dict:
-    """Read both budgets from one long run: the best validation metric over the first few epochs of each
-    history is the short budget's value. Sharing the trunk always costs fewer parameters (two trunks fewer) and
-    less time; whether the accuracy advantage grows or shrinks with more epochs depends on the data. Look at each
-    head separately: a single-task model often catches up on its one task given time, while the shared
-    trunk's head can also gain from the other tasks' features. Call a change only beyond the seed spread."""
+    """Homework, about 20 minutes. Read both budgets from one long run: the best validation metric over the first
+    few epochs of each history is the short budget's value. Sharing the trunk always costs fewer parameters (two
+    trunks fewer, asserted) and a third of the trunk's computation per image. How the accuracy advantage moves with
+    more epochs has no multi-seed measurement in the kit (notebook 07's section 3 trains one seed), so it is yours
+    to measure, per head and beyond the seed spread. Two effects pull against each other, a hypothesis to test: a
+    single-task model may catch up on its one task given time, while the shared trunk's head can gain from the
+    other tasks' features. The token run below shows how to read both budgets."""
     from faceattr.balance import task_uncertainty_layer
     from faceattr.labels import HEAD_NAMES
     from faceattr.model import single_head_model
@@ -267,11 +285,11 @@ def exercise_5(data_dir: str, work_dir: Path) -> dict:
 
 
 def exercise_6(data_dir: str, work_dir: Path) -> dict:
-    """Most of MobileNetV3Small's parameters sit in its backbone; the three heads hold the rest. Frozen, as
-    fine-tuning usually starts with pretrained weights, only the heads train. ImageNet features (edges, textures,
-    shading of photographed objects) match real photos far better than flat cartoon faces, so pretraining should
-    help more on real UTKFace, especially with few images; on the sample it may not help at all. Offline this
-    cannot be measured: with internet, train both and compare on validation under the same budget."""
+    """In class, about 5 minutes. Most of MobileNetV3Small's parameters sit in its backbone (asserted); the three
+    heads hold the rest. Frozen, as fine-tuning usually starts with pretrained weights, only the heads train. ImageNet
+    features (edges, textures, shading of photographed objects) match real photos far better than flat cartoon faces,
+    so pretraining should help more on real UTKFace, especially with few images, than on the sample: a hypothesis,
+    since offline it cannot be measured. With internet, train both and compare on validation under the same budget."""
     from faceattr.model import make_model, transfer_model
 
     _, _, age_scale = training_part(data_dir)
@@ -282,6 +300,7 @@ def exercise_6(data_dir: str, work_dir: Path) -> dict:
     backbone.trainable = False
     trainable = int(sum(np.prod(weight.shape) for weight in model.trainable_weights))
     assert trainable == heads, "frozen, only the heads train"
+    assert backbone.count_params() > heads, "most of the parameters are the backbone's"
     assert heads == sum(layer.count_params() for layer in model.layers if layer is not backbone)
     default = make_model("default", TOKEN_IMAGE_SIZE, age_scale).count_params()
     print(f"mobilenet: {total:,} parameters, {backbone.count_params():,} in the backbone, {heads:,} in the heads "

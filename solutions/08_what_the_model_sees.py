@@ -29,10 +29,11 @@ def centre_shares(maps: np.ndarray) -> np.ndarray:
 
 
 def exercise_1(data_dir: str, work_dir: Path) -> dict:
-    """The check compares the written-out map, now computed from the gender head's score, with
-    `grad_cam(model, faces, "race")`: two different questions, so the maps differ and the check prints False
-    (it could only match if both maps were all zeros). Ask `grad_cam` about "gender" and it matches exactly
-    again. The gender map is the gender row of section 2's figure; compare where its heat sits with the race row."""
+    """In class, about 5 minutes. The check compares the written-out map, now computed from the gender head's score,
+    with `grad_cam(model, faces, "race")`: two different questions, so the maps differ and the check prints False (it
+    could only match if both maps were all zeros). Ask `grad_cam` about "gender" and it matches exactly again (both
+    asserted). The gender map is the gender row of section 2's figure; compare where its heat sits with the race
+    row."""
     import keras
     import tensorflow as tf
 
@@ -57,6 +58,7 @@ def exercise_1(data_dir: str, work_dir: Path) -> dict:
     race = grad_cam(model, faces, "race")
     assert np.array_equal(cam, grad_cam(model, faces, "gender")), "asked about the same head, the maps are equal"
     matches_race = bool(np.array_equal(cam, race))
+    assert not matches_race or not (cam.any() or race.any()), "two questions, two maps, unless both are empty"
     difference = float(np.abs(cam - race).mean())
     shares = {head: float(np.nanmean(centre_shares(maps))) for head, maps in (("gender", cam), ("race", race))
               if np.isfinite(centre_shares(maps)).any()}
@@ -68,11 +70,13 @@ def exercise_1(data_dir: str, work_dir: Path) -> dict:
 
 
 def exercise_2(data_dir: str, work_dir: Path) -> dict:
-    """With the square on only half of the cue race's images, the square is a weaker shortcut: it still
-    predicts the race whenever it is there, but the model must learn the faces for the unmarked half. Look at
-    the planted model's recall without the square: if it is close to the clean model's, the model learnt the
-    faces as well; if it is far below, it still leans on the square. Short budgets learn neither well, so
-    raise the epochs until the clean model finds some of those faces before drawing a conclusion."""
+    """Homework, about 10 minutes. With the square on only half of the cue race's images (asserted), the square is
+    a weaker shortcut: it still predicts the race whenever it is there, but the model must learn the faces for the
+    unmarked half. Read the planted model's recall without the square against the clean model's: close, and the
+    model learnt the faces as well; far below, and it still leans on the square. The kit has no multi-seed
+    measurement of this, so the answer is the one you measure: the function prints the four recalls at a token
+    budget (two epochs at 32 px), where the clean model may not yet find the faces at all; raise the epochs until
+    it does before reading the planted model's."""
     from faceattr.labels import RACE_NAMES
     from faceattr.pipeline import as_arrays, tf
     from faceattr.recipe import Recipe
@@ -119,10 +123,11 @@ def exercise_2(data_dir: str, work_dir: Path) -> dict:
 
 
 def exercise_3(data_dir: str, work_dir: Path) -> dict:
-    """One face is an anecdote: the rank correlation between Grad-CAM and occlusion moves from face to face and
-    from head to head, and a larger patch gives a coarser grid, so fewer patches to rank. Count on how many faces
-    each head agrees (a correlation above 0.3); a map that is constant (no heat, or a patch that changes nothing)
-    has no rank correlation at all. Trust a head's heat map only where the two methods agree on most faces."""
+    """Homework, about 10 minutes. One face is an anecdote: the function prints the rank correlation between
+    Grad-CAM and occlusion for every face and head, and counts on how many faces each head agrees (a correlation
+    above 0.3). A larger patch gives a coarser grid, so fewer patches to rank (asserted: twice the patch, fewer
+    positions); a map that is constant (no heat, or a patch that changes nothing) has no rank correlation at all.
+    Trust a head's heat map only where the two methods agree on most faces."""
     from faceattr.explain import HEADS, grad_cam, occlusion, upsample
     from faceattr.pipeline import as_arrays
 
@@ -130,6 +135,9 @@ def exercise_3(data_dir: str, work_dir: Path) -> dict:
     split = split_of(data_dir)
     faces, _ = as_arrays(split[split["split"] == "test"].sample(NUM_FACES, random_state=SEED), image_size)
     patch = image_size // 4            # 16 px on the notebook's 64 px model
+    grid = occlusion(model, faces[0], HEADS[0], patch=patch, stride=max(1, patch // 2)).shape[0]
+    coarse = occlusion(model, faces[0], HEADS[0], patch=2 * patch, stride=patch).shape[0]
+    assert coarse < grid, "a larger patch: a coarser grid"
     correlations = {}
     for head in HEADS:
         maps = grad_cam(model, faces, head)
@@ -152,10 +160,11 @@ def exercise_3(data_dir: str, work_dir: Path) -> dict:
 
 
 def exercise_4(data_dir: str, work_dir: Path) -> dict:
-    """Measured over every test face, the central-square share of each head has a mean and a spread; compare it
-    with 25%, the share of a map that is equal everywhere. Above it, the head's heat is denser at the face's
-    centre than an even spread; below, denser at hair, outline or background. Only above 50% is most of it there. On real UTKFace (`python solutions/run.py 08 4 --data data/UTKFace`) the
-    crops put eyes, nose and mouth in the centre, and a head that still looks at the edges has found a cue there."""
+    """Homework, about 30 minutes. Measured over every test face, the central-square share of each head has a mean and
+    a spread; compare it with 25%, the share of a map that is equal everywhere. Above it, the head's heat is denser at
+    the face's centre than an even spread; below, denser at hair, outline or background. Only above 50% is most of it
+    there. On real UTKFace (`python solutions/run.py 08 4 --data data/UTKFace`) the crops put eyes, nose and mouth in
+    the centre, and a head that still looks at the edges has found a cue there."""
     from faceattr.explain import HEADS, grad_cam, upsample
     from faceattr.pipeline import as_arrays
 

@@ -40,9 +40,10 @@ def train_balanced(data_dir: str, balance: str, num_epochs: int = TOKEN_EPOCHS, 
 
 
 def exercise_1(data_dir: str, work_dir: Path) -> dict:
-    """Grouped by race and gender, each group is smaller than its race (a race splits in two), so every interval
-    widens, and the smallest groups can hold only a handful of test images. The gap can only grow, since each
-    race's accuracy is an average of its gender groups'. The gaps that shuffled groups give grow too: the noise
+    """In class, about 5 minutes. Grouped by race and gender, there are more groups and none larger than its race
+    (asserted; a race splits in two), so at the same accuracy every interval is wider, and the smallest groups can
+    hold only a handful of test images. The gap can only grow (asserted), since each race's accuracy is an average
+    of its gender groups'. The gaps that shuffled groups give grow too (asserted for the 95th percentile): the noise
     floor rises with the number of groups and falls with their size, and a real difference must clear it."""
     from faceattr.runs import RunFolder
 
@@ -72,16 +73,19 @@ def exercise_1(data_dir: str, work_dir: Path) -> dict:
     assert table.loc["race x gender", "groups"] >= table.loc["race", "groups"]
     assert table.loc["race x gender", "gap"] >= table.loc["race", "gap"] - 1e-12, \
         "a race's accuracy lies between its gender groups', so finer groups never narrow the gap"
+    assert table.loc["race x gender", "shuffled gap 95%"] >= table.loc["race", "shuffled gap 95%"], \
+        "more and smaller groups: shuffled labels give larger gaps"
     print(table.round(3).to_string())
     return {f"{name} {key}".replace(" ", "_").replace("%", ""): value
             for name, row in rows.items() for key, value in row.items()}
 
 
 def exercise_2(data_dir: str, work_dir: Path) -> dict:
-    """Balancing by race x gender also evens out the genders within each race, so it can help the gender head
-    in the rare groups; it can also cost overall accuracy, since common groups are seen less. Read the gender
-    head's overall accuracy and its worst race together, and compare them across seeds as section 3 does: one
-    seed and a short budget cannot call a difference. Each epoch still holds as many images as the training split."""
+    """Homework, about 10 minutes. Balancing by race x gender also evens out the genders within each race, which
+    could help the gender head in the rare groups, and shows the common groups less, which could cost overall
+    accuracy: two effects to measure, not an answer. The kit has no multi-seed measurement of the gender head under
+    balancing, so read its overall accuracy and its worst race together, over 3 seeds as section 3 does for race.
+    Each epoch still holds as many images as the training split (asserted), so the budgets match."""
     from faceattr.evaluate import predict
 
     rows = []
@@ -107,10 +111,11 @@ def exercise_2(data_dir: str, work_dir: Path) -> dict:
 
 
 def exercise_3(data_dir: str, work_dir: Path) -> dict:
-    """Balanced batches show the rarest group's few images many times per epoch. With more epochs the model can
-    memorise them: its training accuracy in that group can climb towards 100% while its validation accuracy in the
-    worst race stays flat or falls. So an advantage of `sample` after a few epochs may shrink or vanish with more;
-    watch the gap between the rarest group's training accuracy and the worst race's validation accuracy."""
+    """Homework, about 15 minutes. Balanced batches show the rarest group's few images many times per epoch, so
+    with more epochs the model can memorise them: the sign is a training accuracy in that group that climbs towards
+    100% while the worst race's validation accuracy stays flat or falls. The kit has no 10-epoch multi-seed
+    measurement of it, so the answer is the one you measure: the function prints both numbers after each epoch,
+    for `none` and `sample`, and the gap between them is what to watch as the epochs grow."""
     import keras
 
     from faceattr.evaluate import predict
@@ -144,12 +149,14 @@ def exercise_3(data_dir: str, work_dir: Path) -> dict:
 
 
 def exercise_4(data_dir: str, work_dir: Path) -> dict:
-    """Both runs share the seed, hence the split and the test groups, so their cards' group tables line up row by
-    row. A group gained if its race accuracy rose, lost if it fell. With a few test images per group most such
-    changes are within what another seed would give, and whether two intervals overlap cannot say whether two
-    accuracies differ. What each card can say is its own gap test (`faceattr.evaluate.group_gap_test`): whether,
-    in that model, the race head's errors depend on the group. Balanced batches tend to lift the rare groups and
-    may cost the common ones: check both ends, and the overall accuracy too."""
+    """Homework, about 20 minutes. Both runs share the seed, hence the split and the test groups, so their cards'
+    group tables line up row by row. A group gained if its race accuracy rose, lost if it fell. With a few test images
+    per group, one or two faces move an accuracy by many points, so only a comparison over seeds can tell such a
+    change from noise, and whether two intervals overlap cannot say whether two accuracies differ. What each card can
+    say is its own gap test (`faceattr.evaluate.group_gap_test`): whether, in that model, the race head's errors
+    depend on the group (asserted to be the one the card prints). Balanced batches are meant to lift the rare groups
+    and may cost the common ones, a hypothesis the kit has not measured over seeds: check both ends, and the overall
+    accuracy too."""
     from faceattr.card import model_card
     from faceattr.recipe import Recipe
     from faceattr.runs import RunFolder

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from faceattr import data
+from faceattr import cache
 from faceattr.data import list_files, scan, scan_cache_key
 from faceattr.errors import FaceattrError, RunDirError
 from faceattr.files import locked
@@ -76,7 +76,7 @@ def test_a_fallback_folder_made_first_by_someone_else_is_not_used(tmp_path, monk
     assert not marker.exists()
     (used,) = [path for path in tmp_path.glob("faceattr-cache-*") if path != squatted]
     assert used.stat().st_mode & 0o777 == 0o700 and f"private folder {used}" in capsys.readouterr().err
-    assert data.usable_cache_dir() == used  # the same private folder serves later calls
+    assert cache.usable_cache_dir() == used  # the same private folder serves later calls
 
 
 def test_a_cache_folder_of_another_user_is_not_used(tmp_path, monkeypatch):
@@ -85,8 +85,8 @@ def test_a_cache_folder_of_another_user_is_not_used(tmp_path, monkeypatch):
     monkeypatch.setenv("FACEATTR_CACHE_DIR", str(theirs))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setattr(os, "getuid", lambda: theirs.stat().st_uid + 1)  # as seen by another user
-    assert data.private_folder_problem(theirs).startswith("it belongs to another user")
-    assert data.usable_cache_dir() != theirs
+    assert cache.private_folder_problem(theirs).startswith("it belongs to another user")
+    assert cache.usable_cache_dir() != theirs
 
 
 def test_an_open_subfolder_makes_the_cache_unsafe(tmp_path, monkeypatch):
@@ -94,9 +94,9 @@ def test_an_open_subfolder_makes_the_cache_unsafe(tmp_path, monkeypatch):
     (own / "decoded").mkdir(parents=True)
     own.chmod(0o700)
     (own / "decoded").chmod(0o777)
-    assert data.private_folder_problem(own).startswith("other users can write in it (decoded/)")
+    assert cache.private_folder_problem(own).startswith("other users can write in it (decoded/)")
     (own / "decoded").chmod(0o755)
-    assert data.private_folder_problem(own) is None
+    assert cache.private_folder_problem(own) is None
 
 
 def lock_as_another_user(lock: Path) -> str:
@@ -164,11 +164,11 @@ def test_a_cache_made_under_umask_002_stays_private_for_the_whole_run(tmp_path, 
     monkeypatch.setenv("FACEATTR_CACHE_DIR", str(wanted))
     old_mask = os.umask(0o002)  # Ubuntu's default for ordinary users: new folders are group-writable
     try:
-        assert data.usable_cache_dir() == wanted
+        assert cache.usable_cache_dir() == wanted
         with locked(wanted / "decoded" / "x.npy.lock"):  # a lock's mkdir must not open the folder to the group
             pass
-        getattr(data, "_chosen_cache_dirs", {}).clear()  # as a later process would choose again
-        assert data.usable_cache_dir() == wanted
+        cache._chosen_cache_dirs.clear()  # as a later process would choose again
+        assert cache.usable_cache_dir() == wanted
     finally:
         os.umask(old_mask)
 
@@ -178,7 +178,7 @@ def test_a_planted_link_is_never_taken_for_the_private_fallback(tmp_path, monkey
     secrets = tmp_path / "home" / ".ssh"
     secrets.mkdir(parents=True, mode=0o700)
     (tmp_path / "faceattr-cache-aaa").symlink_to(secrets)  # sorts first among the candidates
-    assert data.private_fallback_dir().resolve() != secrets.resolve()
+    assert cache.private_fallback_dir().resolve() != secrets.resolve()
 
 
 def test_faceattr_cache_lists_the_folder_the_kit_really_uses(tmp_path, monkeypatch, capsys):
@@ -191,4 +191,4 @@ def test_faceattr_cache_lists_the_folder_the_kit_really_uses(tmp_path, monkeypat
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     assert main(["cache"]) == 0
     listed = capsys.readouterr().out.strip().splitlines()[-1]
-    assert f"in {data.usable_cache_dir()};" in listed and f"in {shared};" not in listed
+    assert f"in {cache.usable_cache_dir()};" in listed and f"in {shared};" not in listed

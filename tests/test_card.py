@@ -53,7 +53,8 @@ def test_the_card_says_whether_the_data_is_synthetic_and_reads_its_gaps():
 
 def test_card_without_metrics_is_one_line_naming_the_command(tmp_path, capsys):
     run = RunFolder(tmp_path)
-    run.write_run_config(tmp_path, synthetic=True, seed=1, image_size=32, arch="default")
+    with run.writing():  # config.json is written under the run folder's lock
+        run.write_run_config(tmp_path, synthetic=True, seed=1, image_size=32, arch="default")
     assert main(["card", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "metrics.json does not exist" in err and "faceattr evaluate" in err

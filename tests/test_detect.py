@@ -137,7 +137,8 @@ def test_predictions_say_what_the_model_learnt_from(run_dir, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["model"] == {"run": str(run_dir), "trained_on": None, "synthetic": None}
     synthetic_run = tmp_path / "synthetic"
     shutil.copytree(run_dir, synthetic_run)
-    RunFolder(synthetic_run).write_run_config(tmp_path / "sample", synthetic=True, seed=1, image_size=32, arch="x")
+    with RunFolder(synthetic_run).writing(replacing=[]) as run:  # config.json is written under the run's lock
+        run.write_run_config(tmp_path / "sample", synthetic=True, seed=1, image_size=32, arch="x")
     plain, marked = tmp_path / "plain", tmp_path / "marked"
     assert main(["predict", "--model", str(run_dir), HOPPER, "--annotate", str(plain)]) == 0
     assert main(["predict", "--model", str(synthetic_run), HOPPER, "--json", "--annotate", str(marked)]) == 0

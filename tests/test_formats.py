@@ -156,3 +156,14 @@ def test_a_decodable_image_is_accepted_under_any_usual_suffix(fmt, tmp_path):
     result = scan(tmp_path, cache=False)
     assert result.skipped.empty and len(result.frame) == len(suffixes)
     assert set(IMAGE_SUFFIXES) == set(USUAL_SUFFIXES)
+
+
+def test_the_name_rule_and_the_decode_rule_are_one_table():
+    """Every accepted suffix is a format TensorFlow decodes, and every such format (but MPO, a camera's JPEG that
+    keeps the .jpg name) is accepted under a suffix: both rules read faceattr.decode.FORMAT_SUFFIXES."""
+    from faceattr.decode import DECODABLE_FORMATS, FORMAT_SUFFIXES
+
+    registered = Image.registered_extensions()   # PIL: suffix -> format
+    assert {registered[suffix] for suffix in IMAGE_SUFFIXES} <= set(DECODABLE_FORMATS)
+    assert {fmt for fmt in DECODABLE_FORMATS if not FORMAT_SUFFIXES[fmt]} == {"MPO"}
+    assert set(IMAGE_SUFFIXES) == {suffix for suffixes in FORMAT_SUFFIXES.values() for suffix in suffixes}

@@ -48,7 +48,8 @@ def lab(tmp_path, sample_dir):
     run = RunFolder(tmp_path / "runs" / "notebooks")
     run.root.mkdir(parents=True)
     build_model(image_size=32, trunk_filters=(8, 16)).save(run.model)
-    run.write_run_config(sample_dir, synthetic=True, seed=42, image_size=32, arch="default")
+    with run.writing(replacing=[]):  # config.json is written under the run folder's lock
+        run.write_run_config(sample_dir, synthetic=True, seed=42, image_size=32, arch="default")
     settings = tmp_path / ".jupyter" / "lab" / "user-settings" / "@jupyterlab"
     for extension, name, value in (("notebook-extension", "tracker", {"windowingMode": "none",  # all cells in the page
                                                                        "autoStartDefaultKernel": True}),

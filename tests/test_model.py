@@ -141,3 +141,13 @@ def test_a_single_head_model_keeps_the_whole_trunk_and_one_head(head, units):
 def test_batch_norm_momentum_is_a_setting_with_the_kits_default():
     assert build_model(32, batch_norm=True).get_layer("bn1").momentum == 0.9
     assert build_model(32, batch_norm=True, batch_norm_momentum=0.99).get_layer("bn1").momentum == 0.99
+
+
+def test_age_head_of_reads_the_age_head_a_model_was_built_with():
+    from faceattr.defaults import AGE_HEADS
+    from faceattr.model import age_head_of
+
+    assert [age_head_of(make_model("default", 32, age_head=age_head)) for age_head in AGE_HEADS] == list(AGE_HEADS)
+    inputs = keras.Input((32, 32, 3))
+    own = keras.Model(inputs, {"age": keras.layers.Dense(1, name="age")(keras.layers.Flatten()(inputs))})
+    assert age_head_of(own) is None   # an age head of one's own: config.json leaves age_head out

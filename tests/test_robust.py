@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from faceattr import cli, data
+from faceattr.cache import cache_entries, clear_cache
 from faceattr.data import read_scan_cache, scan
 from tests.conftest import write_face
 
@@ -151,16 +152,16 @@ def test_cache_list_shows_and_clear_prunes_extractions_and_scans(tmp_path, priva
     assert cli.main(["cache", "--list"]) == 0
     listing = capsys.readouterr().out
     assert "extraction" in listing and f"(from {archive})" in listing and "scan" in listing
-    entries = data.cache_entries()
+    entries = cache_entries()
     extraction = next(entry for entry in entries if entry["kind"] == "extraction")
     assert extraction["bytes"] == sum(path.stat().st_size for path in (tmp_path / "UTKFace").iterdir())
     with data.locked(f"{extraction['path']}.lock"):  # a scan is using the extraction right now
-        freed, busy = data.clear_cache()
+        freed, busy = clear_cache()
     assert busy == [extraction["path"]] and extraction["path"].is_dir()
     assert freed == sum(entry["bytes"] for entry in entries if entry["kind"] == "scan")
     assert cli.main(["cache", "--clear"]) == 0
     assert f"freed {extraction['bytes'] / 1e6:.1f} MB" in capsys.readouterr().out
-    assert data.cache_entries() == [] and not list((private_cache / "extracted").glob("*/"))
+    assert cache_entries() == [] and not list((private_cache / "extracted").glob("*/"))
     assert len(scan(archive).frame) == 3  # rebuilt when needed
 
 
@@ -207,15 +208,15 @@ def test_cache_listing_shows_half_made_extractions_as_unfinished_and_names_unkno
     np.save(cache / "decoded" / "k-8px.npy", np.zeros((2, 8, 8, 3), np.uint8))
     (cache / "decoded" / "bad-8px.npy").write_bytes(b"xyz")
     stored = (cache / "decoded" / "k-8px.npy").stat().st_size
-    entries = data.cache_entries(cache)
+    entries = cache_entries(cache)
     assert [(e["kind"], e["path"].name, e["bytes"], e["source"]) for e in entries] == [
         ("extraction", "abc", 5, "?"), ("extraction", "abc.x1.partial", 0, "unfinished"),
         ("scan", "one.pkl", 3, ""), ("scan", "two.pkl", 3, ""),
         ("decoded", "bad-8px.npy", 3, "damaged"), ("decoded", "k-8px.npy", stored, "2 images at 8 px")]
     with data.locked(cache / "decoded" / "k-8px.npy.lock"):  # being written by another process
-        assert data.clear_cache(cache) == (14, [cache / "decoded" / "k-8px.npy"])
-    assert data.clear_cache(cache) == (stored, [])
-    assert data.cache_entries(cache) == []
+        assert clear_cache(cache) == (14, [cache / "decoded" / "k-8px.npy"])
+    assert clear_cache(cache) == (stored, [])
+    assert cache_entries(cache) == []
 
 
 def test_an_archive_with_a_path_outside_its_folder_is_refused(tmp_path):
@@ -235,8 +236,8 @@ def test_clear_removes_an_extractions_sidecar_and_a_sidecar_without_a_source_rea
     cache = tmp_path / "cache"
     (cache / "extracted" / "k1").mkdir(parents=True)
     (cache / "extracted" / "k1.json").write_text("{}")
-    assert [entry["source"] for entry in data.cache_entries(cache)] == ["?"]
-    data.clear_cache(cache)
+    assert [entry["source"] for entry in cache_entries(cache)] == ["?"]
+    clear_cache(cache)
     assert sorted(path.name for path in (cache / "extracted").iterdir()) == ["k1.lock"]
 
 

@@ -12,6 +12,7 @@ import pytest
 from faceattr import train
 from faceattr.cli import main
 from faceattr.errors import DataError, RunDirError
+from faceattr.notebook import stale_notes
 from faceattr.runs import RunFolder
 from tests.conftest import write_face
 
@@ -55,7 +56,7 @@ def test_config_stores_the_data_absolutely_and_evaluate_works_from_anywhere(trai
 def test_a_moved_project_finds_its_data_relative_to_the_run(trained, tmp_path):
     moved = Path(shutil.copytree(trained.parent, tmp_path / "moved"))
     run = RunFolder(moved / "run")
-    config = run.read_config() | {"data": str(tmp_path / "gone" / "faces")}
+    config = {**run.read_config(), "data": str(tmp_path / "gone" / "faces")}
     assert run.data_path(config) == (moved / "faces").resolve()
 
 
@@ -256,15 +257,15 @@ def test_stale_notes_catch_an_old_model_from_notebook_03_and_an_untrained_rerun(
     import os
 
     run = fake_run(tmp_path / "run", tmp_path)
-    assert run.stale_notes() == []
+    assert stale_notes(run) == []
     run.untrained.write_bytes(b"03")
     os.utime(run.untrained, (1, 1))  # saved long before the split
-    assert run.stale_notes() == [f"{run.untrained.name} was saved before {run.split.name} was made: rerun notebook "
+    assert stale_notes(run) == [f"{run.untrained.name} was saved before {run.split.name} was made: rerun notebook "
                                  "03 if you changed the data or the split."]
     run.model.write_bytes(b"04")
     os.utime(run.model, (2, 2))
     os.utime(run.untrained, (3, 3))  # 03 ran again after 04 trained, and before the split
-    assert len(run.stale_notes()) == 2 and "rerun notebook 04" in run.stale_notes()[1]
+    assert len(stale_notes(run)) == 2 and "rerun notebook 04" in stale_notes(run)[1]
 
 
 def saved_model_stub(path: Path, image_size: int) -> Path:
@@ -289,11 +290,11 @@ def test_stale_notes_catch_a_model_from_notebook_03_built_for_another_image_size
     for path in (run.untrained, run.model):
         os.utime(path, (run.split.stat().st_mtime + 5,) * 2)  # both after the split, 04 not older than 03
     assert saved_image_size(run.untrained) == 48 and saved_image_size(run.split) is None
-    assert run.stale_notes() == ["untrained.keras takes 48 px images but model.keras was trained at 64 px: rerun "
+    assert stale_notes(run) == ["untrained.keras takes 48 px images but model.keras was trained at 64 px: rerun "
                                  "notebook 04 to train the model you built."]
-    assert run.stale_notes(before_training=True) == []  # 04 is about to train it at its own size
+    assert stale_notes(run, before_training=True) == []  # 04 is about to train it at its own size
     os.utime(saved_model_stub(run.model, 48), (run.split.stat().st_mtime + 5,) * 2)
-    assert run.stale_notes() == []
+    assert stale_notes(run) == []
 
 
 def test_stale_notes_catch_a_model_from_notebook_03_built_in_another_precision(tmp_path):
@@ -306,8 +307,82 @@ def test_stale_notes_catch_a_model_from_notebook_03_built_in_another_precision(t
     keras.mixed_precision.set_global_policy("mixed_bfloat16")      # 03 ran on a CPU with native bfloat16
     build_model(image_size=32, trunk_filters=(8,)).save(run.untrained)
     assert saved_precision(run.untrained) == "mixed_bfloat16" and saved_precision(tmp_path / "missing") is None
-    assert run.stale_notes(before_training=True, precision="mixed_bfloat16") == []
-    assert run.stale_notes(before_training=True, precision="float32") == [
+    assert stale_notes(run, before_training=True, precision="mixed_bfloat16") == []
+    assert stale_notes(run, before_training=True, precision="float32") == [
         "untrained.keras was built in mixed_bfloat16 and its layers keep it, but the kit now computes in float32: "
         "rerun notebook 03 to build it in float32."]
-    assert run.stale_notes(before_training=True) == []               # no precision given: nothing to compare
+    assert stale_notes(run, before_training=True) == []               # no precision given: nothing to compare
+
+
+def test_a_config_round_trips_through_run_config_with_every_field(tmp_path):
+    from dataclasses import fields
+
+    from faceattr.runs import CONFIG_KEYS, CONFIG_VERSION, RunConfig
+
+    values = {"str": "text", "int": 7, "float": 0.5, "bool": True, "dict": {"age": 1.5}}
+    chosen = {field.name: values[field.type.split(" | ")[0]] for field in fields(RunConfig)}
+    config = RunConfig(**chosen)
+    run = RunFolder(tmp_path / "run")
+    with run.writing():
+        written = run.write_config(config)
+    assert written == config.updated(config_version=CONFIG_VERSION)
+    assert list(json.loads(run.config.read_text())) == list(CONFIG_KEYS)   # every field, none twice, schema order
+    assert run.read_config() == written and dict(run.read_config()) == {**chosen, "config_version": CONFIG_VERSION}
+    older = {key: chosen[key] for key in ("data", "seed", "image_size", "arch")}   # a config version 1 has only these
+    run.config.write_text(json.dumps({**older, "retired_key": 1}))
+    assert dict(run.read_config()) == older and run.read_config().get("augment") is None
+
+
+def test_config_json_is_written_only_under_the_run_folders_lock(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    run.prepare()
+    with pytest.raises(RuntimeError, match="writing"):
+        run.write_run_config(tmp_path, False, seed=1, image_size=32, arch="default")
+    assert not run.config.exists()
+    with run.writing():
+        run.write_run_config(tmp_path, False, seed=1, image_size=32, arch="default")
+    assert run.read_config()["seed"] == 1
+
+
+def notebook_code(name: str) -> list[str]:
+    """The code cells of a lesson notebook."""
+    import nbformat
+
+    notebook = nbformat.read(Path(__file__).parent.parent / "notebooks" / name, as_version=4)
+    return [cell.source for cell in notebook.cells if cell.cell_type == "code"]
+
+
+def test_notebook_04_records_every_setting_inside_the_run_folders_lock():
+    import ast
+
+    from faceattr.runs import RUN_SETTINGS
+
+    (source,) = [source for source in notebook_code("04_train.ipynb") if ".write_run_config(" in source]
+    (block,) = [node for node in ast.walk(ast.parse(source)) if isinstance(node, ast.With)
+                and any(isinstance(item.context_expr, ast.Call) and getattr(item.context_expr.func, "attr", "")
+                        == "writing" for item in node.items)]
+    calls = {node.func.attr: node for statement in block.body for node in ast.walk(statement)
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
+    assert {"write_run_config", "write_config", "fit"} <= set(calls)   # the config and the model, under the lock
+    assert set(RUN_SETTINGS) - {keyword.arg for keyword in calls["write_run_config"].keywords} == set()
+
+
+def test_notebook_04_cannot_write_its_run_while_another_process_holds_the_lock(tmp_path):
+    from faceattr.files import locked
+
+    (source,) = [source for source in notebook_code("04_train.ipynb") if ".write_run_config(" in source]
+    run = RunFolder(tmp_path / "run")
+    run.prepare()
+    with locked(run.lock):   # another process is writing a run here
+        with pytest.raises(RunDirError, match="another process is writing a run into"):
+            exec(source, {"run": run})   # the cell itself: it stops at the lock, before anything is written
+    assert not run.config.exists() and not run.model.exists()
+
+
+@pytest.mark.trains
+def test_faceattr_train_records_every_setting(trained):
+    from faceattr.runs import RUN_SETTINGS
+
+    config = RunFolder(trained).read_config()
+    assert [key for key in RUN_SETTINGS if key not in config] == []
+    assert config["epochs_run"] >= 1 and config["train_seconds"] > 0

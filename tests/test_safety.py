@@ -16,6 +16,7 @@ import pytest
 from matplotlib import cbook
 
 from faceattr import data
+from faceattr.cache import clear_cache
 from faceattr.cli import main
 from faceattr.data import scan
 from faceattr.errors import DataError, RunDirError
@@ -261,7 +262,7 @@ def test_cache_clear_during_a_tarball_training_leaves_its_extraction(tmp_path, m
 
     def clear_then_fit(*args, **kwargs):
         """A classmate runs `faceattr cache --clear` while this training runs."""
-        cleared.append(data.clear_cache())
+        cleared.append(clear_cache())
         return original_fit(*args, **kwargs)
 
     monkeypatch.setattr(train, "fit", clear_then_fit)
@@ -279,7 +280,7 @@ def test_cache_clear_leaves_a_store_being_written_and_removes_a_killed_writers_t
     orphan = decoded / ".k2-8px.efgh5678.npy"
     orphan.write_bytes(bytes(10))
     with locked(decoded / "k1-8px.npy.lock"):  # a training is writing the store k1-8px.npy
-        freed, busy = data.clear_cache(tmp_path / "cache")
+        freed, busy = clear_cache(tmp_path / "cache")
     assert busy == [being_written] and being_written.exists()
     assert not orphan.exists() and freed == 10
 
