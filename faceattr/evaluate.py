@@ -1,5 +1,6 @@
-"""Evaluation on the whole test split: CIs, balanced accuracy, macro-F1, age by band, per group, and the one rule
-for whether a gap between groups is more than chance (`group_gap_test`)."""
+"""Evaluation on the whole test split: CIs, balanced accuracy, macro-F1, age by band, per group, the one rule
+for whether a gap between groups is more than chance (`group_gap_test`), and the one rule for whether two models
+scored on the same items differ (`paired_test`)."""
 
 from __future__ import annotations
 
@@ -126,10 +127,9 @@ def accuracy_by_group(predictions: pd.DataFrame, head: str, by: str = "race_name
     return table.reindex(order + [name for name in table.index if name not in order]).rename_axis(by.removesuffix("_name"))
 
 
-def metric_interval(model, weights: list[np.ndarray], data, head: str) -> tuple[float, float]:
-    """The 95% interval of `head`'s metric on every image of `data` (batches of images and target dicts) with the
-    model's weights set to `weights` (say one epoch's, from `get_weights`): Wilson for accuracy, normal for age MAE,
-    as `summary_metrics` gives them. The model's own weights are put back."""
+def epoch_outputs(model, weights: list[np.ndarray], data, head: str) -> tuple[np.ndarray, np.ndarray]:
+    """`head`'s targets and outputs on every image of `data` (batches of images and target dicts), in order, with
+    the model's weights set to `weights` (say one epoch's, from `get_weights`). The model's own weights are put back."""
     own = model.get_weights()
     model.set_weights(weights)
     try:
@@ -137,7 +137,22 @@ def metric_interval(model, weights: list[np.ndarray], data, head: str) -> tuple[
                  for images, targets in data]
     finally:
         model.set_weights(own)
-    truth, outputs = np.concatenate([truth for truth, _ in pairs]), np.concatenate([output for _, output in pairs])
+    return np.concatenate([truth for truth, _ in pairs]), np.concatenate([output for _, output in pairs])
+
+
+def output_scores(truth: np.ndarray, outputs: np.ndarray, head: str) -> np.ndarray:
+    """Per image, from a head's targets and raw outputs: 1 where a class head's likeliest class is right, else 0;
+    for age, the absolute error in years (as `head_scores` reads a predictions frame)."""
+    if head == "age":
+        return np.abs(outputs.reshape(-1) - np.asarray(truth, float))
+    return (outputs.argmax(axis=1) == np.asarray(truth)).astype(float)
+
+
+def metric_interval(model, weights: list[np.ndarray], data, head: str) -> tuple[float, float]:
+    """The 95% interval of `head`'s metric on every image of `data` (batches of images and target dicts) with the
+    model's weights set to `weights` (say one epoch's, from `get_weights`): Wilson for accuracy, normal for age MAE,
+    as `summary_metrics` gives them. The model's own weights are put back."""
+    truth, outputs = epoch_outputs(model, weights, data, head)
     if head == "age":
         return tuple(age_metrics(truth, outputs.reshape(-1))["mae_ci95"])
     return tuple(classification_metrics(truth, outputs.argmax(axis=1), outputs.shape[1])["accuracy_ci95"])
@@ -244,6 +259,50 @@ def gap_tests(predictions: pd.DataFrame) -> dict[str, dict | None]:
         result[head] = None if test is None else {**asdict(test), "depends": test.depends,
                                                   "reading": gap_reading(test)}
     return result
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """A paired permutation test of the difference between two models' mean scores on the same items."""
+
+    difference: float    # A's mean score minus B's (accuracy: positive favours A; age error: negative favours A)
+    p_value: float       # the share of random swaps giving a difference at least as large, of either sign
+    swaps: int
+    pairs: int           # the items both models were scored on: faces, or seeds
+
+    @property
+    def differs(self) -> bool:
+        """True when so large a difference is rare under random swaps (p < GAP_ALPHA): the two models differ."""
+        return self.p_value < GAP_ALPHA
+
+
+def paired_test(scores_a: np.ndarray, scores_b: np.ndarray, swaps: int = GAP_SHUFFLES,
+                seed: int = GAP_SEED) -> PairedTest:
+    """Do two models score differently on the same items (the same faces, or runs with the same seeds)? Swap the
+    two models' scores on each item at random, `swaps` times, and count how often the mean difference is as large
+    as the observed one, of either sign (the observed pairing counts as one swap). For right/wrong scores this is
+    McNemar's test by permutation: only the items where the two models disagree can move the difference."""
+    scores_a, scores_b = np.asarray(scores_a, float), np.asarray(scores_b, float)
+    if scores_a.shape != scores_b.shape or scores_a.ndim != 1 or not len(scores_a):
+        raise ValueError(f"paired_test needs two non-empty score arrays of one item each, paired; got shapes "
+                         f"{scores_a.shape} and {scores_b.shape}")
+    differences = scores_a - scores_b
+    observed = abs(differences.mean())
+    rng = np.random.default_rng(seed)
+    chance = np.array([abs((rng.choice((-1.0, 1.0), len(differences)) * differences).mean()) for _ in range(swaps)])
+    return PairedTest(difference=float(differences.mean()),
+                      p_value=float((1 + (chance >= observed - GAP_TOLERANCE).sum()) / (1 + swaps)),
+                      swaps=swaps, pairs=len(differences))
+
+
+def paired_reading(test: PairedTest, first: str, second: str, measure: str, items: str = "faces") -> str:
+    """The paired test's verdict as a sentence fragment: whether `first` and `second` differ on `measure` over
+    the same `items` (notebooks 07 and 09 read it)."""
+    if test.differs:
+        return (f"swapping the two models' scores at random on each of the {test.pairs} {items} gives a difference "
+                f"this large in only {test.p_value:.1%} of {test.swaps} swaps: {first} and {second} differ on {measure}")
+    return (f"random swaps on each of the {test.pairs} {items} give a difference this large in {test.p_value:.0%} of "
+            f"{test.swaps} swaps: these {items} cannot show that {first} and {second} differ on {measure}")
 
 
 def reports(predictions: pd.DataFrame) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """What each head looks at: Grad-CAM (Selvaraju et al., 2017) and occlusion sensitivity, for every head at once.
 
-Notebook 08 writes the Grad-CAM gradient tape out in its cells (it is the lesson) and checks it against
-`grad_cam` here; `faceattr explain` uses these helpers.
+Notebook 08 writes the Grad-CAM gradient tape and the occlusion loop out in its cells (they are the lesson) and
+checks them against `grad_cam` and `occlusion` here; `faceattr explain` uses these helpers.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import keras  # noqa: E402
 from faceattr.errors import SettingsError  # noqa: E402
 
 HEADS = ("age", "gender", "race")
+OCCLUSION_FILL = 128.0   # the grey that covers a patch: mid-range of 0..255 pixels
 
 
 SKIPPED_LAYERS = (keras.layers.InputLayer, keras.layers.MaxPooling2D, keras.layers.AveragePooling2D,
@@ -73,7 +74,7 @@ def grad_cam(model: keras.Model, images: np.ndarray, head: str, layer_name: str 
 
 
 def occlusion(model: keras.Model, image: np.ndarray, head: str, patch: int = 8, stride: int = 4,
-              fill: float = 128.0) -> np.ndarray:
+              fill: float = OCCLUSION_FILL) -> np.ndarray:
     """Occlusion sensitivity: slide a grey patch over the image and record how much the probability of the class
     the head predicts for the whole image falls (for age: how far the predicted age moves, in years). One map at
     the stride's resolution."""

@@ -19,6 +19,7 @@ from faceattr.errors import ModelContractError, SettingsError
 from faceattr.labels import AGE_MAX, GENDER_NAMES, HEAD_NAMES, RACE_NAMES
 
 ORIGINAL_TRUNK = (32, 64, 128, 160, 192)
+BATCH_NORM_MOMENTUM = 0.9   # Keras's default 0.99 keeps stale statistics for hundreds of steps; small data: converge fast
 
 
 def head(features: keras.KerasTensor, units: int, name: str, activation: str | None = None,
@@ -67,9 +68,11 @@ def age_output(features: keras.KerasTensor, age_head: str, age_scale: float,
 def build_model(image_size: int = DEFAULT_IMAGE_SIZE, trunk_filters: tuple[int, ...] = DEFAULT_TRUNK,
                 batch_norm: bool = False, dropout: float = 0.0, pooling: str = "max",
                 age_head: str = RECIPES["default"]["age_head"], age_scale: float = AGE_MAX,
-                centre_pixels: bool = True, name: str = "default") -> keras.Model:
+                centre_pixels: bool = True, name: str = "default",
+                batch_norm_momentum: float = BATCH_NORM_MOMENTUM) -> keras.Model:
     """Shared conv trunk (3x3 conv, relu, 2x2 max pool per block) with three heads; pixels enter scaled to
-    -1..1 (centred on 0), or to the report's 0..1 with `centre_pixels=False`."""
+    -1..1 (centred on 0), or to the report's 0..1 with `centre_pixels=False`. With `batch_norm`, batch norm (at
+    `batch_norm_momentum`) follows each convolution, which then has no bias."""
     check_trunk(trunk_filters, image_size)
     if pooling not in ("max", "average"):
         raise SettingsError(f"pooling={pooling!r} is unknown; use 'max' or 'average'.")
@@ -79,7 +82,7 @@ def build_model(image_size: int = DEFAULT_IMAGE_SIZE, trunk_filters: tuple[int, 
     for block, filters in enumerate(trunk_filters, start=1):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=not batch_norm, name=f"conv{block}")(x)
         if batch_norm:
-            x = layers.BatchNormalization(momentum=0.9, name=f"bn{block}")(x)  # small data: converge fast
+            x = layers.BatchNormalization(momentum=batch_norm_momentum, name=f"bn{block}")(x)
         x = layers.Activation("relu", name=f"relu{block}")(x)
         x = layers.MaxPooling2D(2, name=f"pool{block}")(x)
     pool = layers.GlobalMaxPooling2D if pooling == "max" else layers.GlobalAveragePooling2D
@@ -92,6 +95,13 @@ def build_model(image_size: int = DEFAULT_IMAGE_SIZE, trunk_filters: tuple[int, 
         "race": head(shared, len(RACE_NAMES), "race", "softmax", dropout),
     }
     return keras.Model(inputs, outputs, name=name)
+
+
+def single_head_model(head: str, image_size: int = DEFAULT_IMAGE_SIZE, age_scale: float = AGE_MAX) -> keras.Model:
+    """The default architecture with one head only, `head`: the whole trunk serves that task (notebook 07, section 3,
+    writes it out)."""
+    full = build_model(image_size, age_scale=age_scale, name=f"only_{head}")
+    return keras.Model(full.input, {head: full.output[head]}, name=f"only_{head}")
 
 
 def original_model(image_size: int = RECIPES["original"]["image_size"], age_scale: float = AGE_MAX,

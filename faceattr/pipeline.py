@@ -141,3 +141,13 @@ def split_datasets(split: pd.DataFrame, image_size: int, batch_size: int, seed: 
     for name in ("validation", "test"):
         datasets[name] = make_dataset(frames[name], image_size, sizes[name], seed=seed)
     return {name: without_short_batches(dataset, replicas) for name, dataset in datasets.items()}
+
+
+def as_arrays(frame: pd.DataFrame, image_size: int, batch_size: int = 512) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Every image of `frame` at `image_size` px (float32, 0..255) and its targets, in row order, through
+    `make_dataset` (decoded afresh, not from the store): for experiments that edit pixels in memory (notebook 08)."""
+    batches = list(make_dataset(frame, image_size, batch_size, cache=False))
+    images = np.concatenate([images.numpy() for images, _ in batches])
+    labels = {head: np.concatenate([targets[head].numpy() for _, targets in batches])
+              for head in ("age", "gender", "race")}
+    return images, labels

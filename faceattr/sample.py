@@ -295,6 +295,45 @@ def sample_profile(folder: str | Path) -> str | None:
     return found.group(1) if found else DEFAULT_PROFILE
 
 
+def race_drawing_note(folder: str | Path, group: str, seed: int = SAMPLE_SEED,
+                      predictions: pd.DataFrame | None = None) -> str:
+    """Where a weak score for `group` (a race name, or a group naming one, e.g. "asian female") may come from on the
+    data in `folder`, as notebook 02's data sheet reads it: on a synthetic sample, whether skin colour alone already
+    mixes that race up with another (the sample draws race as a skin tone and a hair colour) and, given the model's
+    `predictions` (race and pred_race columns), whether the model makes the same mistake; on real photos, that no
+    recipe drew them."""
+    race = next((word for word in group.split() if word in RACE_NAMES), None)
+    profile = sample_profile(folder)
+    if profile is None or race is None:
+        return ("These are real photos, not the kit's drawing (notebook 02, section 5): the race labels are "
+                f"annotators' judgements, and a weak {group} score can come from the data, the labels or the model")
+    row = skin_tone_confusion(profile, seed=seed).loc[race]
+    others = row.drop(race)
+    drawn = (f"Notebook 02's data sheet (section 5) shows how this sample draws race: as a skin tone and a hair "
+             f"colour. Skin colour alone reads {row[race]:.0%} of {race} faces right")
+    if others.max() <= 2 * TONE_BORROWING / len(RACE_NAMES):   # no more than borrowed tones give: notebook 02's rule
+        return (f"{drawn} and takes at most {others.max():.0%} of them for any other race, so skin colour does not "
+                f"make {race} faces harder to tell apart than the others; look elsewhere for a weak {race} score (the "
+                "groups' sizes, the budget, chance)")
+    drawn += f" and takes {others.max():.0%} of them for {others.idxmax()}"
+    if predictions is None:
+        return (f"{drawn}: expect a weak {race} score to come from how the kit draws the faces, not from anything "
+                f"about people (a hypothesis until the model is seen taking {race} faces for {others.idxmax()})")
+    said = predictions.loc[predictions["race"] == RACE_NAMES.index(race), "pred_race"].map(dict(enumerate(RACE_NAMES)))
+    shares = said[said != race].value_counts() / len(said)   # the model's mistakes, as shares of this race's faces
+    confused = others.idxmax()
+    if shares.empty:
+        return f"{drawn}, yet the model gets every {race} test face right"
+    elsewhere = shares.drop(confused, errors="ignore")
+    if elsewhere.empty or shares.get(confused, 0.0) >= elsewhere.max():
+        return (f"{drawn}. The model makes the same mistake most: it takes {shares.get(confused, 0.0):.0%} of the "
+                f"{race} test faces for {confused}, so a weak {race} score here comes mostly from how the kit draws "
+                "the faces, not from anything about people")
+    return (f"{drawn}. The model takes {shares.get(confused, 0.0):.0%} of the {race} test faces for {confused} but "
+            f"{elsewhere.max():.0%} for {elsewhere.idxmax()}, which the drawing does not confuse with {race}: the "
+            "drawing explains part of its mistakes at most")
+
+
 SAMPLE_FILE = re.compile(r"\d+_\d_\d_2017\d{13}\.(jpg\.chip\.jpg|png)")
 
 

@@ -217,16 +217,6 @@ def exercise_4(data_dir: str, work_dir: Path) -> dict:
             "mean_val_score": summary["mean"].round(4).to_dict()}
 
 
-def single_head_model(head: str, image_size: int, age_scale: float):
-    """The default architecture with one head only: the whole trunk serves that task (as in the notebook)."""
-    import keras
-
-    from faceattr.model import build_model
-
-    full = build_model(image_size, age_scale=age_scale, name=f"only_{head}")
-    return keras.Model(full.input, {head: full.output[head]}, name=f"only_{head}")
-
-
 def train_single_head(model, head: str, datasets: dict, age_scale: float, num_epochs: int) -> pd.DataFrame:
     """Compile a single-head model with its head's loss and train it on that head's targets only."""
     import keras
@@ -256,6 +246,7 @@ def exercise_5(data_dir: str, work_dir: Path) -> dict:
     other tasks' features. The token run below shows how to read both budgets."""
     from faceattr.balance import task_uncertainty_layer
     from faceattr.labels import HEAD_NAMES
+    from faceattr.model import single_head_model
     from faceattr.train import train_recipe
 
     split, train, age_scale = training_part(data_dir)

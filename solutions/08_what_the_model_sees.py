@@ -12,17 +12,6 @@ from _shared import SEED, TOKEN_EPOCHS, TOKEN_IMAGE_SIZE, small_run, split_of
 NUM_FACES = 4           # the notebook's num_faces
 
 
-def as_arrays(frame: pd.DataFrame, size: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Every image of `frame` at `size` px (float32, 0..255) and its labels, through the kit's tf.data pipeline."""
-    from faceattr.pipeline import make_dataset
-
-    batches = list(make_dataset(frame, size, batch_size=512, cache=False))
-    images = np.concatenate([images.numpy() for images, _ in batches])
-    labels = {head: np.concatenate([targets[head].numpy() for _, targets in batches])
-              for head in ("age", "gender", "race")}
-    return images, labels
-
-
 def kept_model(data_dir: str):
     """The token run's kept model (the default recipe, trained as notebook 04 does) and its image size."""
     from faceattr.runs import RunFolder
@@ -49,6 +38,7 @@ def exercise_1(data_dir: str, work_dir: Path) -> dict:
     import tensorflow as tf
 
     from faceattr.explain import grad_cam, last_conv_layer
+    from faceattr.pipeline import as_arrays
 
     model, image_size = kept_model(data_dir)
     split = split_of(data_dir)
@@ -88,7 +78,7 @@ def exercise_2(data_dir: str, work_dir: Path) -> dict:
     budget (two epochs at 32 px), where the clean model may not yet find the faces at all; raise the epochs until
     it does before reading the planted model's."""
     from faceattr.labels import RACE_NAMES
-    from faceattr.pipeline import tf
+    from faceattr.pipeline import as_arrays, tf
     from faceattr.recipe import Recipe
     from faceattr.train import train_recipe
 
@@ -139,6 +129,7 @@ def exercise_3(data_dir: str, work_dir: Path) -> dict:
     positions); a map that is constant (no heat, or a patch that changes nothing) has no rank correlation at all.
     Trust a head's heat map only where the two methods agree on most faces."""
     from faceattr.explain import HEADS, grad_cam, occlusion, upsample
+    from faceattr.pipeline import as_arrays
 
     model, image_size = kept_model(data_dir)
     split = split_of(data_dir)
@@ -175,6 +166,7 @@ def exercise_4(data_dir: str, work_dir: Path) -> dict:
     there. On real UTKFace (`python solutions/run.py 08 4 --data data/UTKFace`) the crops put eyes, nose and mouth in
     the centre, and a head that still looks at the edges has found a cue there."""
     from faceattr.explain import HEADS, grad_cam, upsample
+    from faceattr.pipeline import as_arrays
 
     model, image_size = kept_model(data_dir)
     split = split_of(data_dir)

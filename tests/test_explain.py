@@ -112,15 +112,13 @@ def test_a_planted_corner_shortcut_shows_in_the_race_heat_map(sample_dir):
     """Notebook 08's experiment, small: a red corner on every image of one race; the heat map must find it."""
     from faceattr.data import scan, split_frame
     from faceattr.explain import upsample
-    from faceattr.pipeline import make_dataset
+    from faceattr.pipeline import as_arrays
     from faceattr.recipe import Recipe, age_scale_of
     from faceattr.train import build_compiled
 
     size, cue, square = 32, 2, 4
     frame = split_frame(scan(sample_dir).frame, seed=0)
-    batches = list(make_dataset(frame, size, batch_size=512, cache=False))
-    images = np.concatenate([x.numpy() for x, _ in batches])
-    labels = {head: np.concatenate([y[head].numpy() for _, y in batches]) for head in ("age", "gender", "race")}
+    images, labels = as_arrays(frame, size)
     images[labels["race"] == cue, :square, :square] = (255, 0, 0)
     keras.utils.set_random_seed(0)
     model = build_compiled(Recipe.named("default", image_size=size), frame, age_scale_of(frame))

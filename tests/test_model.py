@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from faceattr.model import AgeLoss, build_model, make_model, original_model
+from faceattr.model import AgeLoss, build_model, make_model, original_model, single_head_model
 
 
 def test_outputs_and_shapes():
@@ -124,6 +124,23 @@ def test_expectation_age_head_predicts_the_expected_bin_centre():
     ages = model(tf.random.uniform((3, 32, 32, 3), 0, 255))["age"].numpy()
     np.testing.assert_allclose(ages, 13.5, rtol=1e-5)
     assert not model.get_layer("age_years").trainable_weights
+
+
+@pytest.mark.parametrize("head, units", [("age", 1), ("gender", 2), ("race", 5)])
+def test_a_single_head_model_keeps_the_whole_trunk_and_one_head(head, units):
+    model = single_head_model(head, 32, age_scale=90.0)
+    assert list(model.output) == [head] and model.output[head].shape[-1] == units
+    full = build_model(32, age_scale=90.0)
+    others = [name for name in ("age", "gender", "race") if name != head]
+    assert model.count_params() < full.count_params()
+    assert not any(layer.name.startswith(tuple(others)) for layer in model.layers)
+    assert [layer.name for layer in model.layers if layer.name.startswith(("conv", "relu", "pool"))] == \
+        [layer.name for layer in full.layers if layer.name.startswith(("conv", "relu", "pool"))]
+
+
+def test_batch_norm_momentum_is_a_setting_with_the_kits_default():
+    assert build_model(32, batch_norm=True).get_layer("bn1").momentum == 0.9
+    assert build_model(32, batch_norm=True, batch_norm_momentum=0.99).get_layer("bn1").momentum == 0.99
 
 
 def test_age_head_of_reads_the_age_head_a_model_was_built_with():

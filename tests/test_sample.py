@@ -4,8 +4,8 @@ import hashlib
 
 import numpy as np
 
-from faceattr.labels import AGE_MAX
-from faceattr.sample import RACE_COUNTS, ensure_sample, sample_labels, write_sample
+from faceattr.labels import AGE_MAX, RACE_NAMES
+from faceattr.sample import RACE_COUNTS, ensure_sample, race_drawing_note, sample_labels, write_sample
 
 
 def digest(folder):
@@ -189,3 +189,24 @@ def test_the_data_sheet_names_a_cue_for_every_label_from_the_drawings_constants(
     assert {label for label, _cue in recipe} == set(HEAD_NAMES)
     assert f"{TONE_BORROWING:.0%}" in recipe[("race", "skin tone")]
     assert f"aged {BEARD_MIN_AGE} or more" in recipe[("gender", "beard")]
+
+
+def test_the_worst_race_is_read_against_how_the_sample_draws_it(tmp_path):
+    """On the default profile asian and white skin tones are near-equal: a weak asian score reads the drawing when the
+    model makes the drawing's mistake. Black has a tone of its own; on the balanced profile every race does; real
+    photos have no drawing at all."""
+    import pandas as pd
+
+    default = write_sample(tmp_path / "default", count=20)
+    balanced = write_sample(tmp_path / "balanced", count=20, profile="balanced")
+    asian, white, black = (RACE_NAMES.index(name) for name in ("asian", "white", "black"))
+    assert "for white" in race_drawing_note(default, "asian female") and "hypothesis" in race_drawing_note(default, "asian")
+    as_drawn = pd.DataFrame({"race": [asian] * 4, "pred_race": [asian, white, white, asian]})
+    assert "The model makes the same mistake most: it takes 50% of the asian test faces for white" in \
+        race_drawing_note(default, "asian", predictions=as_drawn)
+    elsewhere = pd.DataFrame({"race": [asian] * 4, "pred_race": [asian, black, black, white]})
+    assert "25% of the asian test faces for white but 50% for black" in \
+        race_drawing_note(default, "asian", predictions=elsewhere)
+    assert "look elsewhere" in race_drawing_note(default, "black male")
+    assert "look elsewhere" in race_drawing_note(balanced, "asian")
+    assert "real photos" in race_drawing_note(tmp_path, "asian")
