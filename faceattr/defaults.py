@@ -57,8 +57,9 @@ ARCH_NAMES: tuple[str, ...] = tuple(RECIPES)
 
 # A quick first pass (`quick = True` in notebooks 03, 04, 07, 08 and 09; `faceattr run -p quick True`): each knob
 # below caps what it names, and every lesson still prints its tables, figures and readings (their numbers mean little
-# then, and each notebook says it is a quick pass). On the sample the whole sequence took 43% of the default's CPU time
-# (188 s against 442 s): each training's fixed cost (tracing, a validation pass) and each kernel's start remain.
+# then, and each notebook says it is a quick pass). On the sample the whole sequence took 38 to 43% of the default's
+# CPU time (160 to 188 s against 420 to 442 s, 2 cores): each training's fixed cost (tracing, validation and
+# prediction passes, about 2 s of CPU) and each kernel's start (about 6 s) remain.
 # - epochs: every epoch count (04's training and probes, 07's experiments, 09's study);
 # - image_size: the images of 03's model (so 04 to 07 follow it), 07's candidates and 08's small models;
 # - shortcut_epochs: 08's two small models (at 32 px and 2 epochs, one run on the sample still learnt the square:
