@@ -4,7 +4,9 @@ quantity GradNorm, Chen et al. 2018, balances), and a model-selection score in w
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -174,6 +176,24 @@ def last_shared_layer(model: keras.Model) -> keras.layers.Layer:
         raise SettingsError(f"model {model.name!r} has no layer named 'shared'; pass the trunk's last layer "
                             "to trunk_gradient_norms as `layer`.")
     return next(layer for layer in reversed(model.layers[:names.index("shared")]) if layer.trainable_weights)
+
+
+@contextlib.contextmanager
+def same_random_draws(model: keras.Model) -> Iterator[None]:
+    """Put `model`'s random layers (dropout, noise) back where they were on entry, on exit: a second measurement
+    after the block draws the same masks as the block did, so an exact check holds for a model with dropout."""
+    generators, pending = [], list(model.layers)
+    while pending:
+        layer = pending.pop()
+        pending += getattr(layer, "layers", [])   # a nested model's layers too
+        if isinstance(getattr(layer, "seed_generator", None), keras.random.SeedGenerator):
+            generators.append(layer.seed_generator)
+    saved = [generator.state.numpy() for generator in generators]
+    try:
+        yield
+    finally:
+        for generator, state in zip(generators, saved):
+            generator.state.assign(state)
 
 
 def trunk_gradient_norms(model: keras.Model, batches: list, losses: dict[str, keras.losses.Loss],

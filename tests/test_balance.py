@@ -11,6 +11,7 @@ import tensorflow as tf
 from faceattr.balance import (SCORE, BalanceLog, UncertaintyWeightedLoss, balance_weights, head_losses,
                               last_shared_layer, prepare_balance, selection_score, task_uncertainty_layer,
                               trivial_errors, trivial_losses, trunk_gradient_norms, with_task_uncertainty)
+from faceattr.balance import same_random_draws
 from faceattr.defaults import (ADAM_LEARNING_RATE, RECIPES, REPORT_LOSS_WEIGHTS, check_loss_weights,
                                parse_loss_weights)
 from faceattr.errors import SettingsError
@@ -160,6 +161,18 @@ def test_trunk_gradient_norms_are_the_slope_of_each_weighted_loss():
         assert (values[0] - values[1]) / (2 * step) == pytest.approx(norms[head], rel=0.05), head
     halved = trunk_gradient_norms(model, [(images, targets)], losses, {h: w / 2 for h, w in weights.items()})
     assert halved == pytest.approx({head: norm / 2 for head, norm in norms.items()}, rel=1e-5)
+
+
+def test_a_model_with_dropout_measures_the_same_twice_only_with_the_same_random_draws():
+    keras.utils.set_random_seed(2)
+    model = build_model(image_size=32, trunk_filters=(4, 8), dropout=0.5)
+    images, targets = one_batch()
+    losses, weights = head_losses("huber", 100.0), {head: 1.0 for head in HEAD_NAMES}
+    first = trunk_gradient_norms(model, [(images, targets)], losses, weights)
+    assert trunk_gradient_norms(model, [(images, targets)], losses, weights) != first   # new masks each call
+    with same_random_draws(model):
+        inside = trunk_gradient_norms(model, [(images, targets)], losses, weights)
+    assert trunk_gradient_norms(model, [(images, targets)], losses, weights) == inside
 
 
 def test_the_last_shared_layer_is_the_trunks_last_with_weights():
