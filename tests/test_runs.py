@@ -25,15 +25,10 @@ def small_data(folder: Path, count: int = 40) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    """A one-epoch run on 40 faces, trained from inside its parent folder with a relative --data."""
-    base = tmp_path_factory.mktemp("project")
-    small_data(base / "faces")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(base)
-        assert main(["train", "--data", "faces", "--out", "run", *TINY]) == 0
-    return base / "run"
+@pytest.fixture
+def trained(trained_run) -> Path:
+    """The shared small run (tests/conftest.py), trained from inside its parent folder with a relative --data."""
+    return trained_run
 
 
 def copy_of(run_dir: Path, tmp_path: Path) -> RunFolder:
@@ -78,7 +73,6 @@ def test_overwrite_then_ctrl_c_never_leaves_the_old_model_beside_the_new_config(
     assert "model.keras does not exist" in capsys.readouterr().err
 
 
-@pytest.mark.trains
 def test_a_second_training_into_a_busy_run_folder_is_refused(tmp_path, capsys):
     data = small_data(tmp_path / "faces")
     with RunFolder(tmp_path / "run").writing():  # another process is training here
@@ -104,13 +98,13 @@ def test_a_damaged_run_folder_names_the_file_and_what_is_wrong(trained, tmp_path
 
 
 @pytest.mark.trains
-def test_a_test_image_deleted_after_training_is_a_one_line_error(tmp_path, capsys):
-    data = small_data(tmp_path / "faces")
-    assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"), *TINY]) == 0
-    gone = pd.read_csv(RunFolder(tmp_path / "run").split).query("split == 'test'")["file"].iloc[0]
-    (data / gone).unlink()
-    capsys.readouterr()
-    assert main(["evaluate", str(tmp_path / "run")]) == 2
+def test_a_test_image_deleted_after_training_is_a_one_line_error(trained, tmp_path, capsys):
+    project = Path(shutil.copytree(trained.parent, tmp_path / "project"))
+    run = RunFolder(project / "run")
+    run.config.write_text(json.dumps(run.read_config() | {"data": str(project / "faces")}))
+    gone = pd.read_csv(run.split).query("split == 'test'")["file"].iloc[0]
+    (project / "faces" / gone).unlink()
+    assert main(["evaluate", str(run.root)]) == 2
     err = capsys.readouterr().err
     assert "test images are gone" in err and gone in err and err.count("\n") == 1
 
