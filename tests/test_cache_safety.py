@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
-import subprocess
-import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -151,55 +147,6 @@ def test_an_unreadable_lock_file_is_one_line(shared_folder):
     lock.chmod(0o000)
     line = lock_as_another_user(lock)
     assert line.startswith(f"error: the lock file {lock} belongs to another user") and "\n" not in line
-
-
-HOLD = """import sys
-from faceattr.files import locked
-with locked(sys.argv[1], shared=sys.argv[2] == "shared"):
-    print("held", flush=True)
-    sys.stdin.readline()   # held until the test writes a line
-"""
-
-
-def holder(lock: Path, kind: str) -> subprocess.Popen:
-    """Another process that holds `lock` (`kind`: shared or exclusive) until a line is written to its stdin."""
-    process = subprocess.Popen([sys.executable, "-c", HOLD, str(lock), kind], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, text=True)
-    assert process.stdout.readline() == "held\n"
-    return process
-
-
-def release(process: subprocess.Popen) -> None:
-    """Let a `holder` go and wait for it to end."""
-    process.stdin.write("\n")
-    process.stdin.close()
-    assert process.wait(60) == 0
-
-
-def test_a_lock_held_in_another_process_refuses_or_blocks_this_one(tmp_path):
-    lock = tmp_path / ".faceattr.lock"
-    other = holder(lock, "exclusive")
-    for shared in (False, True):
-        with locked(lock, blocking=False, shared=shared) as held:
-            assert held is False, "an exclusive lock held elsewhere must refuse every other lock"
-    released = threading.Event()
-
-    def release_soon() -> None:
-        time.sleep(0.5)
-        released.set()
-        release(other)
-
-    threading.Thread(target=release_soon).start()
-    with locked(lock) as held:  # blocks until the other process lets go
-        assert held is True and released.is_set()
-    readers = holder(lock, "shared")
-    with locked(lock, blocking=False, shared=True) as held:
-        assert held is True, "readers share the lock"
-    with locked(lock, blocking=False) as held:
-        assert held is False, "a writer waits for the readers"
-    release(readers)
-    with locked(lock, blocking=False) as held:
-        assert held is True
 
 
 def test_a_model_holding_code_is_refused_in_one_line(tmp_path):

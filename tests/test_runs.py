@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -12,6 +16,7 @@ import pytest
 from faceattr import train
 from faceattr.cli import main
 from faceattr.errors import DataError, RunDirError
+from faceattr.files import locked, shared_lock
 from faceattr.runs import RunFolder
 from tests.conftest import write_face
 
@@ -122,6 +127,56 @@ def test_writes_are_atomic_a_failed_write_keeps_the_old_file(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         atomic_write(target, crash)
     assert target.read_text() == "old" and [path.name for path in tmp_path.iterdir()] == ["config.json"]
+
+
+HOLD = """import sys
+from faceattr.files import locked
+with locked(sys.argv[1], shared=sys.argv[2] == "shared"):
+    print("held", flush=True)
+    sys.stdin.readline()   # held until the test writes a line
+"""
+
+
+def holder(lock: Path, kind: str) -> subprocess.Popen:
+    """Another process that holds `lock` (`kind`: shared or exclusive) until a line is written to its stdin."""
+    process = subprocess.Popen([sys.executable, "-c", HOLD, str(lock), kind], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline() == "held\n"
+    return process
+
+
+def release(process: subprocess.Popen) -> None:
+    """Let a `holder` go and wait for it to end."""
+    process.stdin.write("\n")
+    process.stdin.close()
+    assert process.wait(60) == 0
+
+
+def test_a_lock_held_in_another_process_refuses_or_blocks_this_one(tmp_path):
+    """The run folder's lock, the cache's and the data's: the operating system's, on every platform."""
+    lock = tmp_path / ".faceattr.lock"
+    other = holder(lock, "exclusive")
+    for shared in (False, True):
+        with locked(lock, blocking=False, shared=shared) as held:
+            assert held is False, "an exclusive lock held elsewhere must refuse every other lock"
+    released = threading.Event()
+
+    def release_soon() -> None:
+        time.sleep(0.5)
+        released.set()
+        release(other)
+
+    threading.Thread(target=release_soon).start()
+    with locked(lock) as held:  # blocks until the other process lets go
+        assert held is True and released.is_set()
+    readers = holder(lock, "shared")
+    with shared_lock(lock, blocking=False) as held:
+        assert held is True, "readers share the lock"
+    with locked(lock, blocking=False) as held:
+        assert held is False, "a writer waits for the readers"
+    release(readers)
+    with locked(lock, blocking=False) as held:
+        assert held is True
 
 
 def test_load_split_without_one_says_what_to_run(tmp_path):
