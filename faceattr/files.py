@@ -20,7 +20,7 @@ from faceattr.errors import DiskFullError, FaceattrError
 
 try:
     import fcntl
-except ImportError:  # Windows: no advisory locks; writes stay atomic
+except ImportError:  # Windows: LockFileEx through ctypes (see windows_lock)
     fcntl = None
 
 
@@ -108,7 +108,8 @@ def current_umask() -> int:
 def locked(lock_path: str | Path, blocking: bool = True, shared: bool = False) -> Iterator[bool]:
     """Hold a lock on `lock_path` for the block: exclusive, or with `shared` one of any number of readers (an
     exclusive holder waits for them); yields False (without waiting) if `blocking` is False and another process
-    holds it in a way that excludes this one.
+    holds it in a way that excludes this one. The lock is the operating system's (flock on Linux and macOS,
+    LockFileEx on Windows), so it ends with the process that holds it, however that process ends.
 
     The lock file is opened read-only (a lock needs no write access), so a lock file another user made first in a
     shared folder still works; one this user cannot even read is a one-line FaceattrError."""
@@ -120,19 +121,70 @@ def locked(lock_path: str | Path, blocking: bool = True, shared: bool = False) -
         raise FaceattrError(f"the lock file {lock_path} belongs to another user and cannot be opened; ask them to "
                             "remove it, or use a folder of your own.") from None
     with os.fdopen(descriptor) as stream:
-        if fcntl is None:
-            yield True
-            return
-        try:
-            mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
-            fcntl.flock(stream.fileno(), mode | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
+        lock, unlock = (posix_lock, posix_unlock) if fcntl is not None else (windows_lock, windows_unlock)
+        if not lock(stream.fileno(), shared, blocking):
             yield False
             return
         try:
             yield True
         finally:
-            fcntl.flock(stream.fileno(), fcntl.LOCK_UN)
+            unlock(stream.fileno())
+
+
+def posix_lock(descriptor: int, shared: bool, blocking: bool) -> bool:
+    """Take flock's shared or exclusive lock on an open file; False when not `blocking` and another holds it."""
+    try:
+        fcntl.flock(descriptor, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if blocking else fcntl.LOCK_NB))
+    except BlockingIOError:
+        return False
+    return True
+
+
+def posix_unlock(descriptor: int) -> None:
+    """Release flock's lock on an open file."""
+    fcntl.flock(descriptor, fcntl.LOCK_UN)
+
+
+LOCKFILE_FAIL_IMMEDIATELY, LOCKFILE_EXCLUSIVE_LOCK, ERROR_LOCK_VIOLATION = 0x1, 0x2, 33  # from Windows' headers
+
+
+def windows_lock(descriptor: int, shared: bool, blocking: bool) -> bool:
+    """Take LockFileEx's shared or exclusive lock on the first byte of an open file (a read-only handle may lock
+    either way); False when not `blocking` and another holds it."""
+    import ctypes
+
+    flags = (0 if shared else LOCKFILE_EXCLUSIVE_LOCK) | (0 if blocking else LOCKFILE_FAIL_IMMEDIATELY)
+    if windows_call("LockFileEx", descriptor, flags, 0, 1, 0):
+        return True
+    error = ctypes.get_last_error()
+    if error == ERROR_LOCK_VIOLATION and not blocking:
+        return False
+    raise ctypes.WinError(error)
+
+
+def windows_unlock(descriptor: int) -> None:
+    """Release LockFileEx's lock on the first byte of an open file."""
+    import ctypes
+
+    if not windows_call("UnlockFileEx", descriptor, 0, 1, 0):
+        raise ctypes.WinError(ctypes.get_last_error())
+
+
+def windows_call(name: str, descriptor: int, *arguments: int) -> bool:
+    """Call kernel32's LockFileEx or UnlockFileEx on the Windows handle of `descriptor`, with an OVERLAPPED
+    structure at offset 0; True when it succeeded."""
+    import ctypes
+    import msvcrt
+    from ctypes import wintypes
+
+    class Overlapped(ctypes.Structure):
+        _fields_ = [("internal", ctypes.c_size_t), ("internal_high", ctypes.c_size_t), ("offset", wintypes.DWORD),
+                    ("offset_high", wintypes.DWORD), ("event", wintypes.HANDLE)]
+
+    function = getattr(ctypes.WinDLL("kernel32", use_last_error=True), name)
+    function.argtypes = [wintypes.HANDLE] + [wintypes.DWORD] * len(arguments) + [ctypes.POINTER(Overlapped)]
+    function.restype = wintypes.BOOL
+    return bool(function(msvcrt.get_osfhandle(descriptor), *arguments, ctypes.byref(Overlapped())))
 
 
 def shared_lock(lock_path: str | Path, blocking: bool = True) -> AbstractContextManager[bool]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -104,3 +105,44 @@ def write_face(path: Path, mode: str = "RGB", size: int = 48, seed: int = 0, fmt
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, format=fmt)
     return path
+
+
+@pytest.fixture(scope="session")
+def trained_run(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One small CLI training (2 epochs, 32 px) on a copy of the sample, from inside its parent folder with a
+    relative --data; the tests that read a trained run share it (those that damage it work on a copy)."""
+    import shutil
+
+    from faceattr.cli import main
+
+    base = tmp_path_factory.mktemp("project")
+    shutil.copytree(sample_dir, base / "faces")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(base)
+        assert main(["train", "--data", "faces", "--out", "run", "--epochs", "2", "--image-size", "32",
+                     "--batch-size", "32"]) == 0
+    return base / "run"
+
+
+@pytest.fixture
+def train_config(monkeypatch: pytest.MonkeyPatch) -> Callable[[list[str]], dict]:
+    """`faceattr train ARGS` stopped (as by Ctrl-C) where it would fit: for tests that read only the config it
+    records, which is returned."""
+    from faceattr import train
+    from faceattr.cli import main
+    from faceattr.runs import RunFolder
+
+    written = []
+
+    def config_then_stop(model: object, train_data: object, validation_data: object, num_epochs: int,
+                         run_dir: str | Path, *args: object, **kwargs: object) -> None:
+        written.append(RunFolder(run_dir).read_config())
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "fit", config_then_stop)
+
+    def config_of(args: list[str]) -> dict:
+        assert main(["train", *args]) == 130 and len(written) == 1, "train stopped before it reached the fit"
+        return written.pop()
+
+    return config_of

@@ -12,15 +12,6 @@ from faceattr.defaults import RECIPES
 from tests.conftest import write_face
 
 
-@pytest.fixture(scope="module")
-def trained_run(sample_dir, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("run") / "tiny"
-    code = main(["train", "--data", str(sample_dir), "--out", str(run_dir), "--epochs", "2",
-                 "--image-size", "32", "--batch-size", "32"])
-    assert code == 0
-    return run_dir
-
-
 def test_train_writes_every_run_file(trained_run):
     for name in ("model.keras", "history.csv", "metrics.json", "config.json", "predictions.csv", "split.csv",
                   "model_card.md"):
@@ -78,23 +69,24 @@ def test_train_records_the_balance_and_the_score_it_selected_on(trained_run):
     assert {"val_score", "val_age_loss", "val_gender_loss", "val_race_loss"} <= set(history.columns)
 
 
-def test_train_with_learned_weights_and_the_expectation_head(sample_dir, tmp_path):
-    run_dir = tmp_path / "uncertainty"
-    assert main(["train", "--data", str(sample_dir), "--out", str(run_dir), "--epochs", "2", "--image-size", "32",
-                 "--batch-size", "32", "--loss-balance", "uncertainty", "--age-head", "expectation"]) == 0
-    config = json.loads((run_dir / "config.json").read_text())
-    assert (config["loss_balance"], config["age_head"]) == ("uncertainty", "expectation")
-    history = pd.read_csv(run_dir / "history.csv")
+def test_the_learned_loss_weights_start_at_the_normalised_ones(trained_run):
+    config = json.loads((trained_run / "config.json").read_text())
+    assert (config["loss_balance"], config["age_head"]) == ("uncertainty", "expectation")  # the default recipe
+    history = pd.read_csv(trained_run / "history.csv")
     first = history.loc[0, ["age_weight", "gender_weight", "race_weight"]]
     assert first.to_numpy() == pytest.approx([1 / config["trivial_losses"][h] for h in ("age", "gender", "race")],
-                                             rel=0.2)  # the learned weights start at the normalised ones
+                                             rel=0.2)
 
 
-def test_fixed_weights_from_the_command_line(sample_dir, tmp_path):
-    run_dir = tmp_path / "fixed"
-    assert main(["train", "--data", str(sample_dir), "--out", str(run_dir), "--epochs", "1", "--image-size", "32",
-                 "--loss-balance", "fixed", "--loss-weights", "age=2,gender=1,race=1.5"]) == 0
-    config = json.loads((run_dir / "config.json").read_text())
+def test_the_loss_balance_and_age_head_from_the_command_line(sample_dir, tmp_path, train_config):
+    config = train_config(["--data", str(sample_dir), "--out", str(tmp_path / "run"), "--epochs", "2",
+                           "--image-size", "32", "--loss-balance", "normalised", "--age-head", "sigmoid"])
+    assert (config["loss_balance"], config["age_head"]) == ("normalised", "sigmoid")
+
+
+def test_fixed_weights_from_the_command_line(sample_dir, tmp_path, train_config):
+    config = train_config(["--data", str(sample_dir), "--out", str(tmp_path / "fixed"), "--epochs", "1",
+                           "--image-size", "32", "--loss-balance", "fixed", "--loss-weights", "age=2,gender=1,race=1.5"])
     assert config["loss_weights"] == {"age": 2.0, "gender": 1.0, "race": 1.5}
 
 
@@ -125,8 +117,3 @@ def test_too_few_images_to_split(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run")]) == 2
     assert "too few to split" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
-
-
-def test_evaluate_without_a_model_says_what_to_run(tmp_path, capsys):
-    assert main(["evaluate", str(tmp_path)]) == 2
-    assert "faceattr train" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""The 90-minute core path: the cells not tagged `extension` run alone, and need nothing an extension defines."""
+"""The 90-minute core path: the cells not tagged `extension` run alone (test_install.py runs it, from a wheel), and
+need nothing an extension defines."""
 
 import nbformat
 import pytest
@@ -7,9 +8,6 @@ from faceattr.cli import main
 from faceattr.errors import SequenceError
 from faceattr.notebook import lesson_notebooks
 from faceattr.paths import extension_pointers, extension_reads, is_extension, path_cells
-
-CHEAP = ["-p", "image_size", "32", "-p", "num_epochs", "1", "-p", "batch_size", "32", "-p", "trunk_filters",
-         "[8, 16, 32]"]
 
 
 def test_the_core_path_is_marked_in_tags_and_headings():
@@ -81,20 +79,6 @@ def test_an_unknown_path_is_one_line_naming_the_choices(tmp_path, capsys):
     error = capsys.readouterr().err.strip()
     assert "unknown path 'short'" in error and "all, core" in error and len(error.splitlines()) == 1
     assert not (tmp_path / "run").exists()
-
-
-@pytest.mark.trains
-def test_the_core_path_runs_alone_and_leaves_the_extensions_out(sample_dir, tmp_path, capsys):
-    out = tmp_path / "run"
-    assert main(["run", "--path", "core", "--data", str(sample_dir), "--out", str(out), *CHEAP]) == 0
-    report = capsys.readouterr().out
-    executed = sorted(path.name[:2] for path in (out / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-    assert executed == ["01", "02", "03", "04", "05", "06"]
-    assert "07_experiments.ipynb" in report and "skipped" in report
-    assert (out / "figures" / "prediction_grid.png").exists()
-    for name in executed:
-        notebook = nbformat.read(next((out / "notebooks").glob(f"{name}_*.ipynb")), as_version=4)
-        assert not any(is_extension(cell) for cell in notebook.cells), name
 
 
 def test_a_cell_that_does_not_parse_binds_and_reads_nothing():

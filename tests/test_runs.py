@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -12,6 +16,7 @@ import pytest
 from faceattr import train
 from faceattr.cli import main
 from faceattr.errors import DataError, RunDirError
+from faceattr.files import locked, shared_lock
 from faceattr.notebook import stale_notes
 from faceattr.runs import RunFolder
 from tests.conftest import write_face
@@ -26,15 +31,10 @@ def small_data(folder: Path, count: int = 40) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    """A one-epoch run on 40 faces, trained from inside its parent folder with a relative --data."""
-    base = tmp_path_factory.mktemp("project")
-    small_data(base / "faces")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(base)
-        assert main(["train", "--data", "faces", "--out", "run", *TINY]) == 0
-    return base / "run"
+@pytest.fixture
+def trained(trained_run) -> Path:
+    """The shared small run (tests/conftest.py), trained from inside its parent folder with a relative --data."""
+    return trained_run
 
 
 def copy_of(run_dir: Path, tmp_path: Path) -> RunFolder:
@@ -79,7 +79,6 @@ def test_overwrite_then_ctrl_c_never_leaves_the_old_model_beside_the_new_config(
     assert "model.keras does not exist" in capsys.readouterr().err
 
 
-@pytest.mark.trains
 def test_a_second_training_into_a_busy_run_folder_is_refused(tmp_path, capsys):
     data = small_data(tmp_path / "faces")
     with RunFolder(tmp_path / "run").writing():  # another process is training here
@@ -105,13 +104,13 @@ def test_a_damaged_run_folder_names_the_file_and_what_is_wrong(trained, tmp_path
 
 
 @pytest.mark.trains
-def test_a_test_image_deleted_after_training_is_a_one_line_error(tmp_path, capsys):
-    data = small_data(tmp_path / "faces")
-    assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"), *TINY]) == 0
-    gone = pd.read_csv(RunFolder(tmp_path / "run").split).query("split == 'test'")["file"].iloc[0]
-    (data / gone).unlink()
-    capsys.readouterr()
-    assert main(["evaluate", str(tmp_path / "run")]) == 2
+def test_a_test_image_deleted_after_training_is_a_one_line_error(trained, tmp_path, capsys):
+    project = Path(shutil.copytree(trained.parent, tmp_path / "project"))
+    run = RunFolder(project / "run")
+    run.config.write_text(json.dumps(run.read_config() | {"data": str(project / "faces")}))
+    gone = pd.read_csv(run.split).query("split == 'test'")["file"].iloc[0]
+    (project / "faces" / gone).unlink()
+    assert main(["evaluate", str(run.root)]) == 2
     err = capsys.readouterr().err
     assert "test images are gone" in err and gone in err and err.count("\n") == 1
 
@@ -129,6 +128,56 @@ def test_writes_are_atomic_a_failed_write_keeps_the_old_file(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         atomic_write(target, crash)
     assert target.read_text() == "old" and [path.name for path in tmp_path.iterdir()] == ["config.json"]
+
+
+HOLD = """import sys
+from faceattr.files import locked
+with locked(sys.argv[1], shared=sys.argv[2] == "shared"):
+    print("held", flush=True)
+    sys.stdin.readline()   # held until the test writes a line
+"""
+
+
+def holder(lock: Path, kind: str) -> subprocess.Popen:
+    """Another process that holds `lock` (`kind`: shared or exclusive) until a line is written to its stdin."""
+    process = subprocess.Popen([sys.executable, "-c", HOLD, str(lock), kind], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline() == "held\n"
+    return process
+
+
+def release(process: subprocess.Popen) -> None:
+    """Let a `holder` go and wait for it to end."""
+    process.stdin.write("\n")
+    process.stdin.close()
+    assert process.wait(60) == 0
+
+
+def test_a_lock_held_in_another_process_refuses_or_blocks_this_one(tmp_path):
+    """The run folder's lock, the cache's and the data's: the operating system's, on every platform."""
+    lock = tmp_path / ".faceattr.lock"
+    other = holder(lock, "exclusive")
+    for shared in (False, True):
+        with locked(lock, blocking=False, shared=shared) as held:
+            assert held is False, "an exclusive lock held elsewhere must refuse every other lock"
+    released = threading.Event()
+
+    def release_soon() -> None:
+        time.sleep(0.5)
+        released.set()
+        release(other)
+
+    threading.Thread(target=release_soon).start()
+    with locked(lock) as held:  # blocks until the other process lets go
+        assert held is True and released.is_set()
+    readers = holder(lock, "shared")
+    with shared_lock(lock, blocking=False) as held:
+        assert held is True, "readers share the lock"
+    with locked(lock, blocking=False) as held:
+        assert held is False, "a writer waits for the readers"
+    release(readers)
+    with locked(lock, blocking=False) as held:
+        assert held is True
 
 
 def test_load_split_without_one_says_what_to_run(tmp_path):

@@ -21,7 +21,6 @@ from faceattr.model import (build_model, check_model, comparison_problem, head, 
                             model_problems)
 from faceattr.notebook import lesson_notebooks, notebook_parameters
 from faceattr.train import compile_model, notebook_progress
-from tests.test_runs import small_data
 
 AGE_SCALE = 80.0
 
@@ -157,14 +156,10 @@ def test_the_card_names_the_model_counts_it_and_gives_its_real_loss_weights():
 
 
 @pytest.mark.trains
-def test_a_trained_run_records_the_name_the_counts_and_the_real_loss_weights(tmp_path):
-    from faceattr.cli import main
+def test_a_trained_run_records_the_name_the_counts_and_the_real_loss_weights(trained_run):
     from faceattr.runs import RunFolder
 
-    small_data(tmp_path / "faces")
-    assert main(["train", "--data", str(tmp_path / "faces"), "--out", str(tmp_path / "run"), "--epochs", "2",
-                 "--image-size", "32", "--batch-size", "32"]) == 0
-    config = RunFolder(tmp_path / "run").read_config()
+    config = RunFolder(trained_run).read_config()
     model = make_model("default", 32, config["age_scale"])
     assert config["model_name"] == "default"
     assert config["parameters"] == {"network": model.count_params(), "learned_loss_weights": 3}
@@ -172,7 +167,7 @@ def test_a_trained_run_records_the_name_the_counts_and_the_real_loss_weights(tmp
         assert config["loss_weights"][head_name] == pytest.approx(1 / trivial, rel=1e-5)
     assert set(config["loss_weights_learned"]) == {"age", "gender", "race"}
     assert config["loss_weights_learned"] != config["loss_weights"]
-    card = RunFolder(tmp_path / "run").model_card.read_text()
+    card = RunFolder(trained_run).model_card.read_text()
     assert f"**default**: a Keras CNN" in card and "+ 3 learned loss weights" in card
 
 

@@ -97,11 +97,6 @@ def test_run_dir_that_holds_a_run_is_refused_unless_overwrite(tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "mine"  # the user's own files are kept
 
 
-def test_missing_model_says_which_command_makes_one(tmp_path):
-    with pytest.raises(RunDirError, match="faceattr train"):
-        RunFolder(tmp_path).load_model()
-
-
 GPU_PATH_SCRIPT = """
 import sys
 import tensorflow as tf
