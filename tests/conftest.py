@@ -22,6 +22,7 @@ os.environ["FACEATTR_DATA"] = "sample"
 TRAINING_CALLS = ("fit(", "train_run(", "train_recipe(", "run_sequence(", '"train", "--', '"run", "--', '"faceattr.cli", "train"',
                   '"faceattr.cli", "run"', '[faceattr, "run"')
 FIRST_TRAINING_NOTEBOOK = "04"
+LESSONS_GROUP = "lessons"
 
 
 def code_of(function: object) -> str:
@@ -56,6 +57,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if trains(item):
             item.add_marker(pytest.mark.trains)
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """pytest-xdist's workers (`-n 2`) share the suite by scope: the lesson notebooks are one scope, run in order on
+    one worker (05 to 09 read the run 04 trains); each test file is another, so its module fixtures are built once."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class LessonsInOrder(LoadScopeScheduling):
+        """LoadScopeScheduling with every notebook in one scope."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            """The scope of a test: its file, or LESSONS_GROUP for a notebook's cells."""
+            path = nodeid.split("::", 1)[0]
+            return LESSONS_GROUP if path.endswith(".ipynb") else path
+
+    return LessonsInOrder(config, log)
 
 
 @pytest.fixture(autouse=True)
