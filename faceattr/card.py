@@ -11,6 +11,7 @@ from faceattr import __version__
 from faceattr.labels import GENDER_NAMES, RACE_NAMES
 
 MIN_RANKED_GROUP = 20   # smaller groups are listed, but too few images to rank them for gaps
+GAP_ALPHA = 0.05        # a gap counts when shuffled group labels give one as large in under 5% of shuffles
 GAP_HEADS = (("gender", "gender accuracy", "{:.2f}"), ("race", "race accuracy", "{:.2f}"),
              ("age", "age error", "{:.1f} years"))
 
@@ -57,6 +58,11 @@ def gap_lines(metrics: dict) -> list[str]:
             continue
         lines.append(f"- {label}: {gap['best']} {form.format(gap['best_score'])} against {gap['worst']} "
                      f"{form.format(gap['worst_score'])}, a gap of {form.format(gap['gap'])}; {gap['reading']}.")
+    tested = sum(gap is not None for gap in metrics["group_gaps"].values())
+    if tested > 1:
+        lines.append(f"- {tested} heads are tested, each at {GAP_ALPHA:.0%}: with no real gap anywhere, about "
+                     f"{tested * GAP_ALPHA:.2f} of them would still read as evidence by chance, so a p-value just under "
+                     f"{GAP_ALPHA:.0%} is weak evidence.")
     return lines
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import balanced_accuracy_score, classification_report, confusion_matrix, f1_score
 
-from faceattr.card import MIN_RANKED_GROUP
+from faceattr.card import GAP_ALPHA, MIN_RANKED_GROUP
 from faceattr.errors import DataError
 from faceattr.labels import AGE_BAND_NAMES, GENDER_NAMES, RACE_NAMES, age_band
 from faceattr.runs import RunFolder
@@ -21,7 +21,6 @@ Z_95 = 1.959964
 LARGE_AGE_ERROR_YEARS = 10   # an age prediction further off than this counts as a mistake in the prediction grid
 GAP_SHUFFLES = 1000   # shuffles of the group labels behind every gap test
 GAP_SEED = 0          # the shuffles are fixed, so notebooks 05 and 09 and the model card read the same p-value
-GAP_ALPHA = 0.05      # a gap counts when shuffled group labels give one as large in under 5% of shuffles
 GAP_TOLERANCE = 1e-12  # a shuffled gap within float round-off of the observed one counts as "as large"
 
 
@@ -245,7 +244,7 @@ def gap_reading(test: GapTest) -> str:
     """The gap test's verdict as a sentence fragment, the same in notebooks 05 and 09 and the model card."""
     if test.depends:
         return (f"shuffling the {test.groups} labels gives a gap this large in only {test.p_value:.1%} of "
-                f"{test.shuffles} shuffles: the {test.head} head's errors depend on {test.groups}")
+                f"{test.shuffles} shuffles: evidence that the {test.head} head's errors depend on {test.groups}")
     return (f"shuffled {test.groups} labels give a gap this large in {test.p_value:.0%} of {test.shuffles} "
             f"shuffles: this split cannot show that the {test.head} head's errors depend on {test.groups}")
 

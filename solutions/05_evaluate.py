@@ -116,7 +116,7 @@ def exercise_4(data_dir: str, work_dir: Path) -> dict:
     p_value = permutation_p_value(marked[ranked].to_numpy(float), codes) if codes.max(initial=0) >= 1 else None
     print(f"groups of {MIN_RANKED_GROUP} or more: " + ("too few to test" if p_value is None else
           f"shuffled group labels give a gap in marked share this large in {p_value:.1%} of shuffles"
-          + (": the mistakes depend on the group" if p_value < GAP_ALPHA else ": this split cannot show that the "
+          + (": evidence that the mistakes depend on the group" if p_value < GAP_ALPHA else ": this split cannot show that the "
              "mistakes depend on the group")))
     return {"share_marked": float(marked.mean()), "worst_group": " ".join(worst),
             "worst_share": float(by_group.loc[worst, "mean"]), "worst_n": int(by_group.loc[worst, "size"]),

@@ -46,6 +46,7 @@ def test_the_card_says_whether_the_data_is_synthetic_and_reads_its_gaps():
     assert "age error: white male 4.0 years against asian female 7.5 years, a gap of 3.5 years; shuffled race x " \
            "gender labels give a gap this large in 30% of 1000 shuffles: this split cannot show" in real
     assert "overlap" not in real
+    assert "- 2 heads are tested, each at 5%: with no real gap anywhere, about 0.10 of them would" in real
     assert "| others male | 19 |" in real  # listed, though not ranked
     assert "| race accuracy | 0.700 | 0.600 to 0.780 |" in real
     assert "balance sample" in real and "(2 genders, 5 races)" in real
