@@ -60,7 +60,7 @@ def test_the_whole_sequence_runs_and_reads_true_on_the_balanced_profile(sequence
     assert "drawn with profile 'balanced'" in distribution
     assert "No group is more than twice the size of another" in distribution
     assert "No race is read as another more than" in distribution   # distinct tones: no near-equal pair
-    assert "near-equal" not in distribution
+    assert "their tones are near-equal" not in distribution
     assert "Only one epoch ran" in "\n".join(lines["04"])
     assert (run / "figures" / "sample_cues.png").is_file()
     assert json.loads((run / "metrics.json").read_text())["synthetic"] is True

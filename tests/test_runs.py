@@ -107,7 +107,7 @@ def test_a_damaged_run_folder_names_the_file_and_what_is_wrong(trained, tmp_path
 def test_a_test_image_deleted_after_training_is_a_one_line_error(trained, tmp_path, capsys):
     project = Path(shutil.copytree(trained.parent, tmp_path / "project"))
     run = RunFolder(project / "run")
-    run.config.write_text(json.dumps(run.read_config() | {"data": str(project / "faces")}))
+    run.config.write_text(json.dumps({**run.read_config(), "data": str(project / "faces")}))
     gone = pd.read_csv(run.split).query("split == 'test'")["file"].iloc[0]
     (project / "faces" / gone).unlink()
     assert main(["evaluate", str(run.root)]) == 2
