@@ -52,11 +52,24 @@ def training_call(code: str) -> bool:
     return any(call in line and "== 2" not in line for line in code.splitlines() for call in TRAINING_CALLS)
 
 
+# The longest scopes start first, so that two workers finish together: the lesson notebooks (one scope, about 6 of
+# the suite's minutes), then the few files whose tests run whole notebook sequences or wheels.
+LONGEST_FIRST = ("test_install.py", "test_profile_sequence.py", "test_solutions.py", "test_sequence.py")
+
+
+def start_rank(item: pytest.Item) -> int:
+    """Where an item's scope starts: notebooks first, then LONGEST_FIRST in order, then the rest."""
+    if item.path.suffix == ".ipynb":
+        return 0
+    return 1 + LONGEST_FIRST.index(item.path.name) if item.path.name in LONGEST_FIRST else 1 + len(LONGEST_FIRST)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test that trains with `trains` (see TRAINING_CALLS)."""
+    """Mark every test that trains with `trains` (see TRAINING_CALLS), and put the longest scopes first."""
     for item in items:
         if trains(item):
             item.add_marker(pytest.mark.trains)
+    items.sort(key=start_rank)   # stable: notebooks stay 01 ... 09, tests keep their order within a file
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
@@ -64,6 +77,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
     """pytest-xdist's workers (`-n 2`) share the suite by scope: the lesson notebooks are one scope, run in order on
     one worker (05 to 09 read the run 04 trains); each test file is another, so its module fixtures are built once."""
     from xdist.scheduler import LoadScopeScheduling
+
+    config.option.loadscopereorder = False   # keep the collection's order: the longest scopes first
 
     class LessonsInOrder(LoadScopeScheduling):
         """LoadScopeScheduling with every notebook in one scope."""
