@@ -452,6 +452,32 @@ def split_frame(frame: pd.DataFrame, validation_fraction: float = 0.15, test_fra
     return ordered.assign(split=groups.map(part_of).to_numpy())
 
 
+def training_subset(split: pd.DataFrame, train_images: int, seed: int = DEFAULT_SEED) -> pd.DataFrame:
+    """`split` with at most `train_images` of its training rows (a quick pass): a seeded draw, stratified like the
+    split, that keeps the oldest face, so the age scale (the oldest training age) stays the whole split's; validation
+    and test stay whole."""
+    from sklearn.model_selection import train_test_split
+
+    training = np.flatnonzero(split["split"].to_numpy() == "train")
+    if train_images >= len(training):
+        return split
+    if train_images < 1:
+        raise DataError(f"train_images={train_images}: a training subset needs at least 1 image.")
+    ages = split["age"].to_numpy()[training]
+    oldest, rest = training[np.argmax(ages)], np.delete(training, np.argmax(ages))
+    kept = []
+    if train_images > 1:
+        try:
+            kept, _ = train_test_split(rest, train_size=train_images - 1, random_state=seed,
+                                       stratify=stratify_key(split.iloc[rest], min_count=2))
+        except ValueError:  # too few per group to stratify: a seeded draw
+            kept, _ = train_test_split(rest, train_size=train_images - 1, random_state=seed)
+    keep = np.ones(len(split), dtype=bool)
+    keep[rest] = False
+    keep[[oldest, *kept]] = True
+    return split[keep]
+
+
 def kit_data_dir() -> Path:
     """Where "auto" looks for UTKFace and where the sample is built: the checkout's data/ folder, else (installed
     from a wheel) FACEATTR_DATA_HOME or the user's data folder, never site-packages."""

@@ -62,19 +62,22 @@ ARCH_NAMES: tuple[str, ...] = tuple(RECIPES)
 
 # A quick first pass (`quick = True` in notebooks 03, 04, 07, 08 and 09; `faceattr run -p quick True`): each knob
 # below caps what it names, and every lesson still prints its tables, figures and readings (their numbers mean little
-# then, and each notebook says it is a quick pass). On the sample (2 cores, quiet, back to back) the whole sequence
-# took 146 to 151 s of CPU against 411 s for the default, 36 to 37% (141 to 161 s of wall time against 399 s): the
-# notebooks that train nothing (01, 02, 03, 05, 06: about 50 s) and each training's fixed cost (tracing, validation
-# and prediction passes, about 2 s of CPU) remain.
+# then, and each notebook says it is a quick pass). On the sample (`faceattr run`, 2 shared cores, the same code, runs
+# alternated) the whole sequence took 97 to 108 s of wall time in 4 runs (mean 102) against 276 to 333 s in 3 runs
+# of the default (mean 307): a third of the mean, 33%; of CPU time 131 to 144 s against 383 to 451 s, 32%. What
+# remains is each training's fixed cost (tracing, validation and prediction passes, about 2 s) and the lessons that
+# train nothing (01, 02, 03, 05, 06: about 25 s).
 # - epochs: every epoch count (04's training and probes, 07's experiments, 09's study);
 # - image_size: the images of 03's model (so 04 to 07 follow it), 07's candidates and 08's small models;
 # - shortcut_epochs: 08's two small models (at 32 px and 2 epochs, one run on the sample still learnt the square:
 #   98% of the cue race found with it, 0% without);
 # - seeds, resamples: 09's seeds per mitigation, and its bootstrap and permutation resamples;
 # - candidates: 07's architectures besides yours (the first of `architectures`);
-# - gradient_batches: the training batches 04's gradient pulls are averaged over (4 otherwise).
+# - gradient_batches: the training batches 04's gradient pulls are averaged over (4 otherwise);
+# - train_images: the training images of 04, 07 and 09's trainings (faceattr.data.training_subset keeps the
+#   oldest face, so the age scale stays the split's), which also keeps a quick pass on full UTKFace short.
 QUICK_BUDGETS = {"epochs": 1, "image_size": 32, "shortcut_epochs": 2, "seeds": 1, "resamples": 100, "candidates": 1,
-                 "gradient_batches": 1}
+                 "gradient_batches": 1, "train_images": 640}
 
 
 def quick_budget(count: int, quick: bool, kind: str = "epochs") -> int:

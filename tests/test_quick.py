@@ -3,11 +3,14 @@ default, every knob reaches a notebook, every notebook that trains is cut, and `
 the parameter rules before any notebook starts."""
 
 import ast
+import subprocess
+import sys
 
 import nbformat
 
 from faceattr.defaults import QUICK_BUDGETS, quick_budget
 from faceattr.notebook import lesson_notebooks, notebook_parameters, typed_parameters
+from faceattr.sample import SAMPLE_SIZE
 
 
 def notebook_code(path):
@@ -16,12 +19,12 @@ def notebook_code(path):
 
 
 def default_count(node, parameters):
-    """What a quick_budget call's count stands for by default: a parameter, the length of a list parameter, or a
-    literal."""
+    """What a quick_budget call's count stands for by default: a parameter, the length of a list parameter, a
+    literal, or None for the length of the data (`len(split)`)."""
     if isinstance(node, ast.Name):
         return parameters[node.id]
     if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "len" and isinstance(node.args[0], ast.Name):
-        return len(parameters[node.args[0].id])
+        return len(parameters[node.args[0].id]) if node.args[0].id in parameters else None
     return ast.literal_eval(node)
 
 
@@ -45,6 +48,7 @@ def test_every_quick_budget_cuts_below_the_default_it_caps():
     cuts = {path.name: quick_cuts(path) for path in lesson_notebooks()}
     for name, found in cuts.items():
         for kind, default in found:
+            default = SAMPLE_SIZE if default is None else default   # the data's length: the sample's
             assert quick_budget(default, True, kind) < default, (name, kind, default, QUICK_BUDGETS[kind])
             assert quick_budget(default, False, kind) == default
     used = {kind for found in cuts.values() for kind, _ in found}
@@ -67,3 +71,16 @@ def test_quick_true_passes_the_parameter_rules_for_the_whole_sequence():
     assert typed_parameters({"quick": "True"}, lesson_notebooks()) == {"quick": True}
     assert typed_parameters({"quick": "True", "image_size": "48"}, lesson_notebooks()) == {"quick": True,
                                                                                            "image_size": 48}
+
+
+def test_the_lessons_that_read_data_only_never_import_tensorflow():
+    """01 and 02 start without TensorFlow (about 4 s of CPU per kernel): their setup and every faceattr module they
+    import leave it unimported."""
+    for path in lesson_notebooks()[:2]:
+        code = notebook_code(path)
+        assert "setup_notebook(seed, tensorflow=False)" in code, path.name
+        imports = [line for line in code.splitlines() if line.startswith(("import ", "from ")) and "faceattr" in line]
+        probe = "\n".join([*imports, "from faceattr.notebook import setup_notebook", "setup_notebook(1, tensorflow=False)",
+                           "import sys", "print('tensorflow' in sys.modules)"])
+        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+        assert result.stdout.split() == ["False"], path.name

@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from faceattr.data import DataError, build_frame, scan, split_frame
+from faceattr.data import DataError, build_frame, scan, split_frame, training_subset
 from faceattr.sample import sample_labels
 
 
@@ -160,3 +160,23 @@ def test_stratify_key_bins_ages_at_20_40_60_and_coarsens_below_min_count():
 def test_the_minimum_rounds_up_not_to_nearest():
     with pytest.raises(DataError, match="use a folder with at least 4 images"):  # 1 / 0.3 = 3.33 -> 4, not 3
         split_frame(label_frame(3), validation_fraction=0.3, test_fraction=0.4)
+
+
+def test_a_training_subset_thins_only_training_keeps_the_oldest_and_is_seeded():
+    """A quick pass's training images (faceattr.defaults.QUICK_BUDGETS["train_images"]): validation and test whole."""
+    split = split_frame(label_frame(2000), seed=3)
+    train = split[split["split"] == "train"]
+    subset = training_subset(split, 300, seed=3)
+    kept = subset[subset["split"] == "train"]
+    assert len(kept) == 300 and set(kept["file"]) <= set(train["file"])
+    pd.testing.assert_frame_equal(subset[subset["split"] != "train"], split[split["split"] != "train"])
+    assert kept["age"].max() == train["age"].max()   # the age scale stays the split's
+    assert kept["file"].tolist() == training_subset(split, 300, seed=3).query("split == 'train'")["file"].tolist()
+    assert set(kept["file"]) != set(training_subset(split, 300, seed=4).query("split == 'train'")["file"])
+    share = kept["race_name"].value_counts(normalize=True) - train["race_name"].value_counts(normalize=True)
+    assert share.abs().max() < 0.01   # stratified like the split
+    assert training_subset(split, len(train), seed=3) is split
+    one = training_subset(split, 1)
+    assert one[one["split"] == "train"]["age"].tolist() == [train["age"].max()]
+    with pytest.raises(DataError, match="train_images=0"):
+        training_subset(split, 0)
