@@ -5,12 +5,18 @@ from __future__ import annotations
 import ast
 import json
 import os
+import random
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from functools import partial
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from faceattr import stderr_to
 from faceattr.defaults import (ARCH_NAMES, DEFAULT_SEED, GROUP_BALANCES, LOSS_BALANCES, check_at_least,
@@ -25,19 +31,25 @@ from faceattr.paths import check_path, path_cells
 from faceattr.runs import RunFolder, saved_image_size, saved_precision
 
 
-def setup_notebook(seed: int = DEFAULT_SEED) -> str:
-    """Seed everything, set plot defaults and describe the machine; return a one-line summary."""
+def setup_notebook(seed: int = DEFAULT_SEED, tensorflow: bool = True) -> str:
+    """Seed everything, set plot defaults and describe the machine; return a one-line summary. `tensorflow=False`
+    (a lesson that only reads data) seeds Python and NumPy and leaves TensorFlow unimported, which saves its start-up
+    (about 4 s of CPU per kernel, a class's wait on a shared machine)."""
     from faceattr import __version__, import_tensorflow
+    from faceattr.plots import set_style
 
+    set_style()
+    if not tensorflow:
+        random.seed(seed)
+        np.random.seed(seed)
+        return f"faceattr {__version__} | no TensorFlow in this lesson: it reads data only (notebook 03 loads it)"
     tf = import_tensorflow()
     import keras
-    from faceattr.plots import set_style
     from faceattr.train import choose_precision
 
     keras.utils.set_random_seed(seed)
     precision = choose_precision()
     tf.get_logger().setLevel("ERROR")  # no retracing notes when a lesson trains several models in a loop
-    set_style()
     gpus = tf.config.list_physical_devices("GPU")
     device = (f"{len(gpus)} GPU(s): training runs on the GPU" if gpus
               else f"no GPU, {os.cpu_count()} CPU cores: fine for the sample (seconds per epoch)")
@@ -259,14 +271,56 @@ def kernel_options(sockets: Path) -> dict:
     return {"config": Config({"KernelManager": {"transport": "ipc", "ip": str(sockets / "kernel")}})}
 
 
-def run_notebook(path: Path | dict, target: Path, parameters: dict[str, object], cwd: Path) -> None:
-    """Execute one notebook (a file, or an nbformat node) with papermill into `target`, in a fresh kernel whose
-    sockets live in a private temporary folder (see `kernel_options`)."""
+KERNEL_START_SECONDS = 300   # a kernel's start, and its TensorFlow import, on a loaded machine
+KERNELS_AHEAD = 2            # lessons whose kernels start while one runs (each holds about 0.5 GB once warm)
+WARM_IMPORTS = "import faceattr.plots"   # pandas, matplotlib, seaborn: every lesson plots
+WARM_TENSORFLOW = "from faceattr import import_tensorflow\nimport_tensorflow()\nimport keras"
+
+
+def start_kernel(cwd: Path, sockets: Path, imports: str = "") -> Any:
+    """A started kernel (jupyter_client's KernelManager) for one lesson, in `cwd`, its sockets under `sockets`, that
+    has run `imports` (see `warm_imports`) silently: the notebook's cells, outputs and execution counts read as in a
+    fresh kernel."""
+    from jupyter_client.manager import KernelManager
+
+    own = Path(tempfile.mkdtemp(dir=sockets))   # its own folder: two kernels' sockets never share a name
+    manager = KernelManager(kernel_name="python3", client_class="jupyter_client.asynchronous.AsyncKernelClient",
+                            **kernel_options(own))
+    manager.start_kernel(cwd=str(cwd))
+    if imports:
+        client = manager.blocking_client()
+        client.start_channels()
+        try:
+            client.wait_for_ready(timeout=KERNEL_START_SECONDS)
+            client.execute_interactive(imports, silent=True, store_history=False, timeout=KERNEL_START_SECONDS,
+                                       output_hook=lambda message: None)
+        finally:
+            client.stop_channels()
+    return manager
+
+
+def stop_kernel(manager: Any) -> None:
+    """Stop a lesson's kernel at once: its cells have run and every file it writes is written whole (atomically), so
+    the graceful exit's TensorFlow teardown (about 1.7 s a kernel) buys nothing."""
+    manager.shutdown_kernel(now=True)
+
+
+def warm_imports(notebook: dict) -> str:
+    """What a lesson's kernel imports before its cells run: what its setup cell will (the plotting stack, and
+    TensorFlow unless it calls setup_notebook with tensorflow=False, as 01 and 02 do); nothing for another notebook."""
+    setups = [cell.source for cell in notebook.cells if cell.cell_type == "code" and "setup_notebook(" in cell.source]
+    if not setups:
+        return ""
+    return WARM_IMPORTS + ("" if "tensorflow=False" in setups[0] else "\n" + WARM_TENSORFLOW)
+
+
+def run_notebook(path: Path | dict, target: Path, parameters: dict[str, object], cwd: Path, kernel: Any) -> None:
+    """Execute one notebook (a file, or an nbformat node) with papermill into `target`, in `kernel` (from
+    `start_kernel`; the caller stops it)."""
     import papermill
 
-    with tempfile.TemporaryDirectory(prefix="faceattr-kernel-") as sockets:
-        papermill.execute_notebook(path if isinstance(path, dict) else str(path), str(target), parameters=parameters,
-                                   cwd=str(cwd), kernel_name="python3", progress_bar=False, **kernel_options(Path(sockets)))
+    papermill.execute_notebook(path if isinstance(path, dict) else str(path), str(target), parameters=parameters,
+                               cwd=str(cwd), kernel_name="python3", progress_bar=False, km=kernel)
 
 
 def run_sequence(out_dir: str | Path, data: str = "auto", overrides: dict[str, str] | None = None,
@@ -310,24 +364,47 @@ def execute_notebooks(notebooks: list[Path], values: dict[str, object], data: st
 
     run = RunFolder(out)
     run.notebooks.mkdir(parents=True, exist_ok=True)
-    written = []
+    lessons = []
     for path in notebooks:
         cells = path_cells(path, path_name)
         if cells is None:
             report(f"{path.name:32s} skipped (not on the {path_name} path)")
-            continue
-        accepted = notebook_parameters(path)
-        parameters = {name: value for name, value in values.items() if name in accepted}
-        parameters.update({name: value for name, value in (("run_dir", str(out)), ("data_dir", data))
-                           if name in accepted})
-        target = run.notebooks / path.name
-        started = time.perf_counter()
+        else:
+            lessons.append((path, cells))
+    written = []
+    # The next KERNELS_AHEAD lessons' kernels start (and import TensorFlow) while a lesson runs: about 5 s a notebook
+    # that the sequence no longer waits for. Kernel chatter goes to the run's kernel log.
+    with (tempfile.TemporaryDirectory(prefix="faceattr-kernel-") as sockets,
+          ThreadPoolExecutor(KERNELS_AHEAD) as starter, stderr_to(str(run.kernel_log))):
+        def start(index: int) -> Future:
+            """Start lesson `index`'s kernel in the background."""
+            return starter.submit(start_kernel, out, Path(sockets), warm_imports(lessons[index][1]))
+
+        upcoming = deque(start(index) for index in range(min(KERNELS_AHEAD, len(lessons))))
         try:
-            with stderr_to(str(run.kernel_log)):  # kernel start-up chatter
-                run_notebook(cells, target, parameters, cwd=out)
-        except PapermillExecutionError as error:
-            raise SequenceError(f"{path.name} failed in cell {error.exec_count} ({error.ename}: {error.evalue}); "
-                                f"the executed notebook is {target}") from None
-        report(f"{path.name:32s} {time.perf_counter() - started:6.1f} s")
-        written.append(target)
+            for index, (path, cells) in enumerate(lessons):
+                started = time.perf_counter()
+                kernel = upcoming[0].result()   # popped once started, so an interrupt here still stops it
+                upcoming.popleft()
+                if index + KERNELS_AHEAD < len(lessons):
+                    upcoming.append(start(index + KERNELS_AHEAD))
+                accepted = notebook_parameters(path)
+                parameters = {name: value for name, value in values.items() if name in accepted}
+                parameters.update({name: value for name, value in (("run_dir", str(out)), ("data_dir", data))
+                                   if name in accepted})
+                target = run.notebooks / path.name
+                try:
+                    run_notebook(cells, target, parameters, cwd=out, kernel=kernel)
+                except PapermillExecutionError as error:
+                    raise SequenceError(f"{path.name} failed in cell {error.exec_count} ({error.ename}: "
+                                        f"{error.evalue}); the executed notebook is {target}") from None
+                finally:
+                    stop_kernel(kernel)
+                report(f"{path.name:32s} {time.perf_counter() - started:6.1f} s")
+                written.append(target)
+        finally:  # a lesson failed or was interrupted: the kernels started for later ones go too
+            for future in upcoming:
+                if not future.cancel():
+                    with suppress(Exception):
+                        stop_kernel(future.result())
     return written

@@ -53,8 +53,10 @@ def training_call(code: str) -> bool:
 
 
 # The longest scopes start first, so that two workers finish together: the lesson notebooks (one scope, about 6 of
-# the suite's minutes), then the few files whose tests run whole notebook sequences or wheels.
-LONGEST_FIRST = ("test_install.py", "test_profile_sequence.py", "test_solutions.py", "test_sequence.py")
+# the suite's minutes), then the few files whose tests run whole notebook sequences or wheels, then the longest of
+# the fast tier's (MTCNN on real photos, lessons run with papermill, a browser).
+LONGEST_FIRST = ("test_install.py", "test_profile_sequence.py", "test_solutions.py", "test_sequence.py",
+                 "test_photocases.py", "test_student_model.py", "test_lab.py")
 
 
 def start_rank(item: pytest.Item) -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from matplotlib import cbook
 
-from faceattr import data
+from faceattr import data, notebook
 from faceattr.cache import clear_cache
 from faceattr.cli import main
 from faceattr.data import scan
@@ -65,6 +65,12 @@ def kit_run(folder: Path) -> RunFolder:
     return run
 
 
+def no_kernels(monkeypatch) -> None:
+    """`faceattr run` starts no kernel: nothing runs in one (papermill is replaced too)."""
+    monkeypatch.setattr(notebook, "start_kernel", lambda *args: None)
+    monkeypatch.setattr(notebook, "stop_kernel", lambda kernel: None)
+
+
 @pytest.fixture()
 def no_notebooks(monkeypatch) -> list[str]:
     """`faceattr run` without executing anything: papermill writes an empty notebook; returns the ones 'run'."""
@@ -77,6 +83,7 @@ def no_notebooks(monkeypatch) -> list[str]:
         Path(target).write_text("{}")
 
     monkeypatch.setattr(papermill, "execute_notebook", execute_notebook)
+    no_kernels(monkeypatch)
     return executed
 
 
@@ -244,6 +251,7 @@ def test_train_into_a_folder_faceattr_run_is_writing_is_refused_and_its_notebook
                                            env=environment)
 
     monkeypatch.setattr(papermill, "execute_notebook", execute_notebook)
+    no_kernels(monkeypatch)
     assert main(["run", "--data", str(faces), "--out", str(out)]) == 0
     assert seen["train"].returncode == 2 and "another process is writing a run into" in seen["train"].stderr
     assert seen["train"].stderr.count("\n") == 1

@@ -10,11 +10,13 @@ from pathlib import Path
 from unittest import mock
 
 import nbformat
+import psutil
 import pytest
 
 from faceattr.cli import main
 from faceattr.errors import SequenceError
-from faceattr.notebook import PARAMETER_RULES, lesson_notebooks, notebook_parameters, run_sequence, typed_parameters
+from faceattr.notebook import (PARAMETER_RULES, lesson_notebooks, notebook_parameters, run_notebook, run_sequence,
+                               WARM_TENSORFLOW, start_kernel, stop_kernel, typed_parameters, warm_imports)
 
 
 def test_every_notebook_has_one_literal_parameters_cell_and_the_lesson_parts():
@@ -111,11 +113,41 @@ def test_every_rule_belongs_to_a_notebook_parameter():
     assert set(PARAMETER_RULES) <= names
 
 
-def test_a_failing_notebook_names_itself_and_the_cell(tmp_path, capsys):
+def kernels_left() -> list:
+    """This process's kernel processes that are still running."""
+    return [child for child in psutil.Process().children(recursive=True)
+            if child.is_running() and child.status() != psutil.STATUS_ZOMBIE and "ipykernel" in " ".join(child.cmdline())]
+
+
+def test_a_failing_notebook_names_itself_and_the_cell_and_leaves_no_kernel_running(tmp_path, capsys):
+    """02's kernel was already starting when 01 failed: it is stopped too."""
     (tmp_path / "empty").mkdir()
     assert main(["run", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "run")]) == 2
     error = capsys.readouterr().err
     assert "01_parse_data.ipynb failed in cell" in error and "holds no valid UTKFace images" in error
+    assert kernels_left() == []
+
+
+def test_a_warm_kernel_has_tensorflow_imported_and_the_lesson_counts_from_one(tmp_path):
+    """The next lesson's kernel starts, and imports TensorFlow, while the lesson before it runs; silently, so the
+    executed notebook reads as from a fresh kernel: its first cell is number 1, and nothing else was printed."""
+    lesson = tiny_notebook(tmp_path / "lesson.ipynb", "import sys\nprint('tensorflow' in sys.modules)")
+    kernel = start_kernel(tmp_path, tmp_path, WARM_TENSORFLOW)
+    try:
+        run_notebook(lesson, tmp_path / "out.ipynb", {"run_dir": "y"}, cwd=tmp_path, kernel=kernel)
+    finally:
+        stop_kernel(kernel)
+    cells = [cell for cell in nbformat.read(tmp_path / "out.ipynb", 4).cells if cell.cell_type == "code"]
+    assert [cell.execution_count for cell in cells] == list(range(1, len(cells) + 1))
+    assert [output.get("text") for output in cells[-1].outputs] == ["True\n"]
+    assert not kernel.is_alive() and kernels_left() == []
+
+
+def test_each_lesson_warms_what_its_setup_cell_imports_and_no_more():
+    lessons = {path.name[:2]: nbformat.read(path, 4) for path in lesson_notebooks()}
+    assert [WARM_TENSORFLOW in warm_imports(lessons[number]) for number in sorted(lessons)] == [False] * 2 + [True] * 7
+    assert all(warm_imports(lesson).startswith("import faceattr.plots") for lesson in lessons.values())
+    assert warm_imports(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])) == ""
 
 
 def test_without_the_kit_installed_the_first_code_cell_says_what_to_run(tmp_path):
@@ -123,7 +155,7 @@ def test_without_the_kit_installed_the_first_code_cell_says_what_to_run(tmp_path
     for path in lesson_notebooks():
         notebook = nbformat.read(path, as_version=4)
         assert notebook.metadata.kernelspec.name == "faceattr", path.name
-        setup = next(cell.source for cell in notebook.cells if "print(setup_notebook(seed))" in cell.source)
+        setup = next(cell.source for cell in notebook.cells if "print(setup_notebook(seed" in cell.source)
         guard = setup.split("\n\n")[0]
         # -I -S: no site-packages and not the checkout, so faceattr cannot be imported, as on a fresh Colab
         result = subprocess.run([sys.executable, "-I", "-S", "-c", guard], capture_output=True, text=True, cwd=tmp_path)
