@@ -62,11 +62,11 @@ ARCH_NAMES: tuple[str, ...] = tuple(RECIPES)
 
 # A quick first pass (`quick = True` in notebooks 03, 04, 07, 08 and 09; `faceattr run -p quick True`): each knob
 # below caps what it names, and every lesson still prints its tables, figures and readings (their numbers mean little
-# then, and each notebook says it is a quick pass). On the sample (`faceattr run`, 2 shared cores, the same code, runs
-# alternated) the whole sequence took 97 to 108 s of wall time in 4 runs (mean 102) against 276 to 333 s in 3 runs
-# of the default (mean 307): a third of the mean, 33%; of CPU time 131 to 144 s against 383 to 451 s, 32%. What
-# remains is each training's fixed cost (tracing, validation and prediction passes, about 2 s) and the lessons that
-# train nothing (01, 02, 03, 05, 06: about 25 s).
+# then, and each notebook says it is a quick pass). On the sample (`faceattr run`, 2 shared cores, quick and default
+# alternated, 3 runs each) the whole sequence took 80.1 +- 1.8 s of wall time against 249.0 +- 14.1 s for the
+# default: 32% (31 to 34% pair by pair); of CPU time 131 s against 416 s, 32%. What remains is each kernel's start
+# (about 6 s of CPU with TensorFlow), each training's fixed cost (tracing, validation and prediction passes, about
+# 2 s) and the lessons that train nothing (01, 02, 03, 05, 06: about 25 s).
 # - epochs: every epoch count (04's training and probes, 07's experiments, 09's study);
 # - image_size: the images of 03's model (so 04 to 07 follow it), 07's candidates and 08's small models;
 # - shortcut_epochs: 08's two small models (at 32 px and 2 epochs, one run on the sample still learnt the square:

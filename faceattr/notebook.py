@@ -8,9 +8,8 @@ import os
 import random
 import tempfile
 import time
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import suppress
 from functools import partial
 from pathlib import Path
@@ -273,6 +272,12 @@ def kernel_options(sockets: Path) -> dict:
 
 KERNEL_START_SECONDS = 300   # a kernel's start, and its TensorFlow import, on a loaded machine
 KERNELS_AHEAD = 2            # lessons whose kernels start while one runs (each holds about 0.5 GB once warm)
+LESSONS_AT_ONCE = 2          # lessons that run side by side when neither needs the other's files
+# The earlier lessons whose files each lesson reads (none for a lesson not named): 03 the split 01 makes; 04 the
+# split and 03's model; 05 to 09 the run 04 trained (07: 03's model, after 04 so no training shares the cores with
+# both); 06 the metrics 05 writes.
+LESSON_NEEDS = {"03": ("01",), "04": ("01", "03"), "05": ("04",), "06": ("04", "05"), "07": ("03", "04"),
+                "08": ("04",), "09": ("04",)}
 WARM_IMPORTS = "import faceattr.plots"   # pandas, matplotlib, seaborn: every lesson plots
 WARM_TENSORFLOW = "from faceattr import import_tensorflow\nimport_tensorflow()\nimport keras"
 
@@ -301,8 +306,9 @@ def start_kernel(cwd: Path, sockets: Path, imports: str = "") -> Any:
 
 def stop_kernel(manager: Any) -> None:
     """Stop a lesson's kernel at once: its cells have run and every file it writes is written whole (atomically), so
-    the graceful exit's TensorFlow teardown (about 1.7 s a kernel) buys nothing."""
-    manager.shutdown_kernel(now=True)
+    the graceful exit's TensorFlow teardown (about 1.7 s a kernel) buys nothing. A stopped kernel stays stopped."""
+    if manager.has_kernel:
+        manager.shutdown_kernel(now=True)
 
 
 def warm_imports(notebook: dict) -> str:
@@ -357,9 +363,9 @@ def run_sequence(out_dir: str | Path, data: str = "auto", overrides: dict[str, s
 
 def execute_notebooks(notebooks: list[Path], values: dict[str, object], data: str, out: Path,
                       report=print, path_name: str = "all") -> list[Path]:
-    """Execute `notebooks` in order with papermill into OUT/notebooks, each given those of `values` it takes (and
-    its run_dir and data_dir), each cut to its cells on PATH_NAME (one with no code there is skipped); return the
-    executed copies' paths."""
+    """Execute `notebooks` with papermill into OUT/notebooks, in order, two side by side where LESSON_NEEDS allow,
+    each given those of `values` it takes (and its run_dir and data_dir), each cut to its cells on PATH_NAME (one
+    with no code there is skipped); return the executed copies' paths."""
     from papermill.exceptions import PapermillExecutionError
 
     run = RunFolder(out)
@@ -371,40 +377,68 @@ def execute_notebooks(notebooks: list[Path], values: dict[str, object], data: st
             report(f"{path.name:32s} skipped (not on the {path_name} path)")
         else:
             lessons.append((path, cells))
-    written = []
-    # The next KERNELS_AHEAD lessons' kernels start (and import TensorFlow) while a lesson runs: about 5 s a notebook
-    # that the sequence no longer waits for. Kernel chatter goes to the run's kernel log.
+    numbers = [path.name[:2] for path, _ in lessons]
+    # Kernels start KERNELS_AHEAD lessons ahead (and import TensorFlow): about 5 s a notebook that the sequence no
+    # longer waits for. Lessons whose LESSON_NEEDS have finished run side by side, LESSONS_AT_ONCE at a time, in
+    # order. Kernel chatter goes to the run's kernel log.
     with (tempfile.TemporaryDirectory(prefix="faceattr-kernel-") as sockets,
-          ThreadPoolExecutor(KERNELS_AHEAD) as starter, stderr_to(str(run.kernel_log))):
-        def start(index: int) -> Future:
-            """Start lesson `index`'s kernel in the background."""
-            return starter.submit(start_kernel, out, Path(sockets), warm_imports(lessons[index][1]))
+          ThreadPoolExecutor(KERNELS_AHEAD) as starter, ThreadPoolExecutor(LESSONS_AT_ONCE) as runner,
+          stderr_to(str(run.kernel_log))):
+        kernels: dict[int, Future] = {}
 
-        upcoming = deque(start(index) for index in range(min(KERNELS_AHEAD, len(lessons))))
+        def warm(count: int) -> None:
+            """Start the kernels of the first `count` lessons that have none yet."""
+            for index in range(min(count, len(lessons))):
+                if index not in kernels:
+                    kernels[index] = starter.submit(start_kernel, out, Path(sockets), warm_imports(lessons[index][1]))
+
+        def run_lesson(index: int) -> float:
+            """Run lesson `index` in its kernel and stop the kernel; its seconds, waiting for the kernel included."""
+            started, (path, cells) = time.perf_counter(), lessons[index]
+            kernel = kernels[index].result()
+            accepted = notebook_parameters(path)
+            parameters = {name: value for name, value in values.items() if name in accepted}
+            parameters.update({name: value for name, value in (("run_dir", str(out)), ("data_dir", data))
+                               if name in accepted})
+            target = run.notebooks / path.name
+            try:
+                run_notebook(cells, target, parameters, cwd=out, kernel=kernel)
+            except PapermillExecutionError as error:
+                raise SequenceError(f"{path.name} failed in cell {error.exec_count} ({error.ename}: "
+                                    f"{error.evalue}); the executed notebook is {target}") from None
+            finally:
+                stop_kernel(kernel)
+            return time.perf_counter() - started
+
+        pending, running, finished, failed = list(range(len(lessons))), {}, set(), {}
         try:
-            for index, (path, cells) in enumerate(lessons):
-                started = time.perf_counter()
-                kernel = upcoming[0].result()   # popped once started, so an interrupt here still stops it
-                upcoming.popleft()
-                if index + KERNELS_AHEAD < len(lessons):
-                    upcoming.append(start(index + KERNELS_AHEAD))
-                accepted = notebook_parameters(path)
-                parameters = {name: value for name, value in values.items() if name in accepted}
-                parameters.update({name: value for name, value in (("run_dir", str(out)), ("data_dir", data))
-                                   if name in accepted})
-                target = run.notebooks / path.name
-                try:
-                    run_notebook(cells, target, parameters, cwd=out, kernel=kernel)
-                except PapermillExecutionError as error:
-                    raise SequenceError(f"{path.name} failed in cell {error.exec_count} ({error.ename}: "
-                                        f"{error.evalue}); the executed notebook is {target}") from None
-                finally:
-                    stop_kernel(kernel)
-                report(f"{path.name:32s} {time.perf_counter() - started:6.1f} s")
-                written.append(target)
-        finally:  # a lesson failed or was interrupted: the kernels started for later ones go too
-            for future in upcoming:
+            while pending or running:
+                ready = [index for index in pending
+                         if set(LESSON_NEEDS.get(numbers[index], ())) & set(numbers) <= finished]
+                for index in ready[:LESSONS_AT_ONCE - len(running)]:
+                    warm(index + 1 + KERNELS_AHEAD)
+                    pending.remove(index)
+                    running[runner.submit(run_lesson, index)] = index
+                if not running:
+                    raise RuntimeError(f"LESSON_NEEDS leaves {[numbers[index] for index in pending]} waiting forever")
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=running.get):
+                    index = running.pop(future)
+                    try:
+                        seconds = future.result()
+                    except Exception as error:  # the earliest lesson's failure is the one to report
+                        failed[index] = error
+                        pending.clear()
+                        for later in (other for other in running.values() if other > index):
+                            stop_kernel(kernels[later].result())   # it stops; an earlier one may still fail
+                        continue
+                    finished.add(numbers[index])
+                    report(f"{lessons[index][0].name:32s} {seconds:6.1f} s")
+            if failed:
+                raise failed[min(failed)]
+        finally:  # a lesson failed or was interrupted: every kernel goes, so a lesson still running stops too
+            for future in kernels.values():
                 if not future.cancel():
                     with suppress(Exception):
                         stop_kernel(future.result())
-    return written
+    return [run.notebooks / path.name for path, _ in lessons]

@@ -6,17 +6,21 @@ import multiprocessing
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from unittest import mock
 
 import nbformat
 import psutil
 import pytest
+from papermill.exceptions import PapermillExecutionError
 
 from faceattr.cli import main
 from faceattr.errors import SequenceError
-from faceattr.notebook import (PARAMETER_RULES, lesson_notebooks, notebook_parameters, run_notebook, run_sequence,
-                               WARM_TENSORFLOW, start_kernel, stop_kernel, typed_parameters, warm_imports)
+from faceattr.notebook import (LESSON_NEEDS, LESSONS_AT_ONCE, PARAMETER_RULES, WARM_TENSORFLOW, execute_notebooks,
+                               lesson_notebooks, notebook_parameters, run_notebook, run_sequence, start_kernel,
+                               stop_kernel, typed_parameters, warm_imports)
 
 
 def test_every_notebook_has_one_literal_parameters_cell_and_the_lesson_parts():
@@ -215,3 +219,55 @@ def test_two_sequences_started_at_once_both_finish_and_their_kernels_stay_quiet(
         assert (tmp_path / name / "started").exists()
         log = (tmp_path / name / "notebooks" / "kernel-stderr.log").read_text()
         assert "without encryption" not in log, log
+
+
+@pytest.fixture()
+def fake_lessons(monkeypatch):
+    """execute_notebooks over the nine lessons, with no kernel: each 'runs' for 0.2 s; returns the events."""
+    import faceattr.notebook as notebook
+
+    events, lock = [], threading.Lock()
+
+    def run_notebook(cells, target, parameters, cwd, kernel):
+        with lock:
+            events.append(("start", target.name[:2], time.perf_counter()))
+        time.sleep(0.2)
+        if target.name[:2] in failing:
+            raise PapermillExecutionError(1, 1, "", "ValueError", "planted", [])
+        with lock:
+            events.append(("end", target.name[:2], time.perf_counter()))
+
+    failing = set()
+    monkeypatch.setattr(notebook, "start_kernel", lambda *args: None)
+    monkeypatch.setattr(notebook, "stop_kernel", lambda kernel: None)
+    monkeypatch.setattr(notebook, "run_notebook", run_notebook)
+    return events, failing
+
+
+def test_lessons_start_after_what_they_read_two_at_a_time_in_order(fake_lessons, tmp_path):
+    events, _ = fake_lessons
+    written = execute_notebooks(lesson_notebooks(), {}, "sample", tmp_path, report=lambda line: None)
+    assert [path.name[:2] for path in written] == [f"0{number}" for number in range(1, 10)]
+    start = {number: moment for kind, number, moment in events if kind == "start"}
+    end = {number: moment for kind, number, moment in events if kind == "end"}
+    for number, needs in LESSON_NEEDS.items():
+        assert all(end[need] <= start[number] for need in needs), number
+    at_once = max(sum(start[other] <= start[number] < end[other] for other in start) for number in start)
+    assert at_once == LESSONS_AT_ONCE and start["02"] < end["01"]   # 02 reads no other lesson's files
+    assert sorted(start, key=start.get)[:4] == ["01", "02", "03", "04"]
+
+
+def test_a_failing_lesson_stops_the_sequence_before_the_lessons_that_need_it(fake_lessons, tmp_path):
+    events, failing = fake_lessons
+    failing.add("04")
+    with pytest.raises(SequenceError, match="04_train.ipynb failed in cell 1 \\(ValueError: planted\\)"):
+        execute_notebooks(lesson_notebooks(), {}, "sample", tmp_path, report=lambda line: None)
+    assert not {number for kind, number, _ in events if kind == "start"} & {"05", "06", "07", "08", "09"}
+
+
+def test_when_lessons_side_by_side_both_fail_the_earlier_one_is_reported(fake_lessons, tmp_path):
+    events, failing = fake_lessons
+    failing.update({"01", "02"})   # an empty data folder: both read it, either may fail first
+    with pytest.raises(SequenceError, match="^01_parse_data.ipynb failed"):
+        execute_notebooks(lesson_notebooks(), {}, "sample", tmp_path, report=lambda line: None)
+    assert {number for kind, number, _ in events if kind == "start"} == {"01", "02"}
