@@ -274,8 +274,8 @@ KERNEL_START_SECONDS = 300   # a kernel's start, and its TensorFlow import, on a
 KERNELS_AHEAD = 2            # lessons whose kernels start while one runs (each holds about 0.5 GB once warm)
 LESSONS_AT_ONCE = 2          # lessons that run side by side when neither needs the other's files
 # The earlier lessons whose files each lesson reads (none for a lesson not named): 03 the split 01 makes; 04 the
-# split and 03's model; 05 to 09 the run 04 trained (07: 03's model, after 04 so no training shares the cores with
-# both); 06 the metrics 05 writes.
+# split and 03's model; 05 to 09 the run 04 trained (07 reads 03's model, and 04's for its stale-model notes); 06
+# the metrics 05 writes.
 LESSON_NEEDS = {"03": ("01",), "04": ("01", "03"), "05": ("04",), "06": ("04", "05"), "07": ("03", "04"),
                 "08": ("04",), "09": ("04",)}
 WARM_IMPORTS = "import faceattr.plots"   # pandas, matplotlib, seaborn: every lesson plots
