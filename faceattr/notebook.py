@@ -320,13 +320,14 @@ def warm_imports(notebook: dict) -> str:
     return WARM_IMPORTS + ("" if "tensorflow=False" in setups[0] else "\n" + WARM_TENSORFLOW)
 
 
-def run_notebook(path: Path | dict, target: Path, parameters: dict[str, object], cwd: Path, kernel: Any) -> None:
+def run_notebook(path: Path | dict, target: Path, parameters: dict[str, object], kernel: Any) -> None:
     """Execute one notebook (a file, or an nbformat node) with papermill into `target`, in `kernel` (from
-    `start_kernel`; the caller stops it)."""
+    `start_kernel`, which set its folder; the caller stops it). No `cwd` for papermill: it would change the whole
+    process's folder, which two lessons side by side would leave wrong."""
     import papermill
 
     papermill.execute_notebook(path if isinstance(path, dict) else str(path), str(target), parameters=parameters,
-                               cwd=str(cwd), kernel_name="python3", progress_bar=False, km=kernel)
+                               kernel_name="python3", progress_bar=False, km=kernel)
 
 
 def run_sequence(out_dir: str | Path, data: str = "auto", overrides: dict[str, str] | None = None,
@@ -402,7 +403,7 @@ def execute_notebooks(notebooks: list[Path], values: dict[str, object], data: st
                                if name in accepted})
             target = run.notebooks / path.name
             try:
-                run_notebook(cells, target, parameters, cwd=out, kernel=kernel)
+                run_notebook(cells, target, parameters, kernel)
             except PapermillExecutionError as error:
                 raise SequenceError(f"{path.name} failed in cell {error.exec_count} ({error.ename}: "
                                     f"{error.evalue}); the executed notebook is {target}") from None

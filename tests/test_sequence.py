@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from unittest import mock
 
@@ -138,7 +137,7 @@ def test_a_warm_kernel_has_tensorflow_imported_and_the_lesson_counts_from_one(tm
     lesson = tiny_notebook(tmp_path / "lesson.ipynb", "import sys\nprint('tensorflow' in sys.modules)")
     kernel = start_kernel(tmp_path, tmp_path, WARM_TENSORFLOW)
     try:
-        run_notebook(lesson, tmp_path / "out.ipynb", {"run_dir": "y"}, cwd=tmp_path, kernel=kernel)
+        run_notebook(lesson, tmp_path / "out.ipynb", {"run_dir": "y"}, kernel)
     finally:
         stop_kernel(kernel)
     cells = [cell for cell in nbformat.read(tmp_path / "out.ipynb", 4).cells if cell.cell_type == "code"]
@@ -223,21 +222,25 @@ def test_two_sequences_started_at_once_both_finish_and_their_kernels_stay_quiet(
 
 @pytest.fixture()
 def fake_lessons(monkeypatch):
-    """execute_notebooks over the nine lessons, with no kernel: each 'runs' for 0.2 s; returns the events."""
+    """execute_notebooks over the nine lessons, with no kernel; returns the ("start" | "end", number) events in the
+    order they happened, and the set of lesson numbers that fail. 01 waits (up to 60 s) for 02 to start, so the two
+    run side by side or the test fails."""
     import faceattr.notebook as notebook
 
-    events, lock = [], threading.Lock()
+    events, lock, failing, started = [], threading.Lock(), set(), {number: threading.Event() for number in "0123456789"}
 
-    def run_notebook(cells, target, parameters, cwd, kernel):
+    def run_notebook(cells, target, parameters, kernel):
+        number = target.name[:2]
         with lock:
-            events.append(("start", target.name[:2], time.perf_counter()))
-        time.sleep(0.2)
-        if target.name[:2] in failing:
+            events.append(("start", number))
+        started[number[-1]].set()
+        if number == "01":
+            events.append(("02 seen", started["2"].wait(60)))
+        if number in failing:
             raise PapermillExecutionError(1, 1, "", "ValueError", "planted", [])
         with lock:
-            events.append(("end", target.name[:2], time.perf_counter()))
+            events.append(("end", number))
 
-    failing = set()
     monkeypatch.setattr(notebook, "start_kernel", lambda *args: None)
     monkeypatch.setattr(notebook, "stop_kernel", lambda kernel: None)
     monkeypatch.setattr(notebook, "run_notebook", run_notebook)
@@ -248,13 +251,13 @@ def test_lessons_start_after_what_they_read_two_at_a_time_in_order(fake_lessons,
     events, _ = fake_lessons
     written = execute_notebooks(lesson_notebooks(), {}, "sample", tmp_path, report=lambda line: None)
     assert [path.name[:2] for path in written] == [f"0{number}" for number in range(1, 10)]
-    start = {number: moment for kind, number, moment in events if kind == "start"}
-    end = {number: moment for kind, number, moment in events if kind == "end"}
+    assert ("02 seen", True) in events   # 01 and 02 ran side by side: neither reads the other's files
+    order = [event for event in events if event[0] in ("start", "end")]
     for number, needs in LESSON_NEEDS.items():
-        assert all(end[need] <= start[number] for need in needs), number
-    at_once = max(sum(start[other] <= start[number] < end[other] for other in start) for number in start)
-    assert at_once == LESSONS_AT_ONCE and start["02"] < end["01"]   # 02 reads no other lesson's files
-    assert sorted(start, key=start.get)[:4] == ["01", "02", "03", "04"]
+        assert all(order.index(("end", need)) < order.index(("start", number)) for need in needs), number
+    running = list(itertools.accumulate(1 if kind == "start" else -1 for kind, _ in order))
+    assert max(running) == LESSONS_AT_ONCE
+    assert [number for kind, number in order if kind == "start"][:4] == ["01", "02", "03", "04"]
 
 
 def test_a_failing_lesson_stops_the_sequence_before_the_lessons_that_need_it(fake_lessons, tmp_path):
@@ -262,7 +265,7 @@ def test_a_failing_lesson_stops_the_sequence_before_the_lessons_that_need_it(fak
     failing.add("04")
     with pytest.raises(SequenceError, match="04_train.ipynb failed in cell 1 \\(ValueError: planted\\)"):
         execute_notebooks(lesson_notebooks(), {}, "sample", tmp_path, report=lambda line: None)
-    assert not {number for kind, number, _ in events if kind == "start"} & {"05", "06", "07", "08", "09"}
+    assert not {number for kind, number in events if kind == "start"} & {"05", "06", "07", "08", "09"}
 
 
 def test_when_lessons_side_by_side_both_fail_the_earlier_one_is_reported(fake_lessons, tmp_path):
@@ -270,4 +273,20 @@ def test_when_lessons_side_by_side_both_fail_the_earlier_one_is_reported(fake_le
     failing.update({"01", "02"})   # an empty data folder: both read it, either may fail first
     with pytest.raises(SequenceError, match="^01_parse_data.ipynb failed"):
         execute_notebooks(lesson_notebooks(), {}, "sample", tmp_path, report=lambda line: None)
-    assert {number for kind, number, _ in events if kind == "start"} == {"01", "02"}
+    assert {number for kind, number in events if kind == "start"} == {"01", "02"}
+
+
+def test_lessons_side_by_side_run_in_the_run_folder_and_leave_the_process_where_it_was(tmp_path, monkeypatch):
+    """Two real kernels at once: each lesson runs in the run folder, and the caller's folder is unchanged after
+    (papermill's own `cwd` changes the whole process's folder, which two threads would leave wrong)."""
+    lessons = [tiny_notebook(tmp_path / f"0{number}_lesson.ipynb", "import os\nprint(os.getcwd())")
+               for number in (1, 2)]
+    out, here = tmp_path / "out", tmp_path / "caller"
+    out.mkdir()
+    here.mkdir()
+    monkeypatch.chdir(here)
+    written = execute_notebooks(lessons, {}, "sample", out, report=lambda line: None)
+    assert Path.cwd() == here
+    for path in written:
+        cell = nbformat.read(path, 4).cells[-1]
+        assert [output.get("text") for output in cell.outputs] == [f"{out}\n"], path.name
