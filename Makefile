@@ -25,9 +25,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# The inner loop: everything that does not train a model (tests/conftest.py marks those `trains`), notebooks 01-03.
+# The inner loop, about a minute on 2 cores: every test that neither trains a model (tests/conftest.py marks those
+# `trains`) nor runs the kit end to end (marked `slow`: a browser, lessons through a kernel, a fresh venv, MTCNN over
+# the photo cases); nbval over notebooks 01-03. `make test` runs them all.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not trains"
+	$(BIN)/python -m pytest -m "not trains and not slow"
 
 # Re-execute the lessons in place, in order, on the sample, so their stored outputs (which nbval compares) match
 # the code, as in a clean clone. For developers, after changing a notebook or what it calls; an earlier

@@ -17,7 +17,8 @@ from PIL import Image
 os.environ["FACEATTR_DATA"] = "sample"
 
 # What a test's code (or a fixture's, or a script string it runs) says when it trains a model: such a test is marked
-# `trains` automatically, and `make test-fast` (-m "not trains") leaves it out. Notebooks from 04 on train (or read the
+# `trains` automatically, and `make test-fast` (-m "not trains and not slow") leaves it out, with the tests marked
+# `slow` by hand (the kit end to end without training: see pyproject.toml's markers). Notebooks from 04 on train (or read the
 # run 04 trained); a CLI call checked for exit 2 (refused) trains nothing. In the fast tier, a test that still reaches Keras's fit fails and says to extend this list.
 TRAINING_CALLS = ("fit(", "train_run(", "train_recipe(", "run_sequence(", '"train", "--', '"run", "--', '"faceattr.cli", "train"',
                   '"faceattr.cli", "run"', '[faceattr, "run"')
@@ -54,8 +55,8 @@ def training_call(code: str) -> bool:
 
 # The longest scopes start first, so that two workers finish together: the lesson notebooks (one scope, about 6 of
 # the suite's minutes), then the few files whose tests run whole notebook sequences or wheels, then the longest of
-# the fast tier's (MTCNN on real photos, lessons run with papermill, a browser).
-LONGEST_FIRST = ("test_install.py", "test_profile_sequence.py", "test_solutions.py", "test_sequence.py",
+# those marked `slow` (MTCNN on real photos, lessons run with papermill, a browser).
+LONGEST_FIRST = ("test_install.py", "test_solutions.py", "test_sequence.py",
                  "test_photocases.py", "test_student_model.py", "test_lab.py")
 
 

@@ -1,5 +1,5 @@
-"""The 90-minute core path: the cells not tagged `extension` run alone (test_install.py runs it, from a wheel), and
-need nothing an extension defines."""
+"""The 90-minute core path: the cells not tagged `extension`, which `faceattr run --path core` runs alone, need
+nothing an extension defines."""
 
 import nbformat
 import pytest

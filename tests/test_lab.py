@@ -78,6 +78,7 @@ def lab(tmp_path, sample_dir):
         server.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_notebook_06_runs_in_jupyterlab_and_its_upload_widget_shows_the_faces(lab, tmp_path):
     from playwright.sync_api import sync_playwright
 

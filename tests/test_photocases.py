@@ -25,6 +25,7 @@ def detected(tmp_path_factory):
     return [(case, photo, detect_faces(photo)) for case, photo in zip(cases, photos)]
 
 
+@pytest.mark.slow
 def test_the_cases_cover_what_the_issue_asks_for(detected):
     names = [case.name for case, _, _ in detected]
     sizes = [face[3] for case, _, _ in detected for face in case.faces]
@@ -53,6 +54,7 @@ def test_the_real_photos_ship_inside_the_installed_packages():
     assert all(min(photo.size) >= 100 and photo.mode == "RGB" for photo in patterns.values())
 
 
+@pytest.mark.slow
 def test_every_placed_face_of_40_pixels_or_more_is_found(detected):
     missed = []
     for case, _, faces in detected:
@@ -61,11 +63,13 @@ def test_every_placed_face_of_40_pixels_or_more_is_found(detected):
     assert missed == []
 
 
+@pytest.mark.slow
 def test_the_face_filling_a_phone_photo_gives_exactly_one_face(detected):
     (faces,) = [faces for case, _, faces in detected if case.name == "filling_frame"]
     assert len(faces) == 1
 
 
+@pytest.mark.slow
 def test_false_alarms_are_no_more_than_measured_and_rare_on_faceless_photos(detected):
     measured = json.loads((ROOT / "benchmarks" / "results" / "detect.json").read_text())["choice"]["false_alarms"]
     alarms = {case.name: photocases.match([face["box"] for face in faces], case.faces)[1]
@@ -75,6 +79,7 @@ def test_false_alarms_are_no_more_than_measured_and_rare_on_faceless_photos(dete
     assert sum(alarms[name] > 0 for name in faceless) <= len(faceless) // 5
 
 
+@pytest.mark.slow
 def test_exif_rotated_files_come_back_upright(detected):
     for case, photo, _ in detected:
         assert photo.size == case.image.size, case.name
@@ -83,6 +88,7 @@ def test_exif_rotated_files_come_back_upright(detected):
                            for case in rotated)
 
 
+@pytest.mark.slow
 def test_boxes_stay_inside_the_photo_and_quality_says_when_the_border_cut_them(detected):
     for case, photo, faces in detected:
         for face in faces:
@@ -153,6 +159,7 @@ def test_an_animated_gif_is_read_at_its_first_frame(hopper, tmp_path):
     assert detect_faces(load_photo(path)) == []
 
 
+@pytest.mark.slow
 def test_bad_photos_each_give_one_line_and_the_rest_go_on(hopper, tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()

@@ -230,6 +230,7 @@ def test_run_into_a_folder_a_training_is_writing_is_refused_in_one_line(tmp_path
     assert err.count("\n") == 1 and "another process is writing a run into" in err and no_notebooks == []
 
 
+@pytest.mark.slow
 def test_train_into_a_folder_faceattr_run_is_writing_is_refused_and_its_notebooks_may_write(tmp_path, monkeypatch,
                                                                                               capsys):
     import papermill

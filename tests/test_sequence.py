@@ -20,6 +20,7 @@ from faceattr.errors import SequenceError
 from faceattr.notebook import (LESSON_NEEDS, LESSONS_AT_ONCE, PARAMETER_RULES, WARM_TENSORFLOW, execute_notebooks,
                                lesson_notebooks, notebook_parameters, run_notebook, run_sequence, start_kernel,
                                stop_kernel, typed_parameters, warm_imports)
+from faceattr.paths import is_extension
 
 
 def test_every_notebook_has_one_literal_parameters_cell_and_the_lesson_parts():
@@ -122,6 +123,7 @@ def kernels_left() -> list:
             if child.is_running() and child.status() != psutil.STATUS_ZOMBIE and "ipykernel" in " ".join(child.cmdline())]
 
 
+@pytest.mark.slow
 def test_a_failing_notebook_names_itself_and_the_cell_and_leaves_no_kernel_running(tmp_path, capsys):
     """02's kernel was already starting when 01 failed: it is stopped too."""
     (tmp_path / "empty").mkdir()
@@ -131,6 +133,7 @@ def test_a_failing_notebook_names_itself_and_the_cell_and_leaves_no_kernel_runni
     assert kernels_left() == []
 
 
+@pytest.mark.slow
 def test_a_warm_kernel_has_tensorflow_imported_and_the_lesson_counts_from_one(tmp_path):
     """The next lesson's kernel starts, and imports TensorFlow, while the lesson before it runs; silently, so the
     executed notebook reads as from a fresh kernel: its first cell is number 1, and nothing else was printed."""
@@ -198,6 +201,7 @@ def sequence_offered_ports(out: str, notebook: str, ports: list[int]) -> None:
         run_sequence(out, "sample")
 
 
+@pytest.mark.slow
 def test_two_sequences_started_at_once_both_finish_and_their_kernels_stay_quiet(tmp_path):
     notebook = tiny_notebook(tmp_path / "01_meet.ipynb", MEET)
     sockets = [socket.socket() for _ in range(5)]
@@ -223,16 +227,18 @@ def test_two_sequences_started_at_once_both_finish_and_their_kernels_stay_quiet(
 @pytest.fixture()
 def fake_lessons(monkeypatch):
     """execute_notebooks over the nine lessons, with no kernel; returns the ("start" | "end", number) events in the
-    order they happened, and the set of lesson numbers that fail. 01 waits (up to 60 s) for 02 to start, so the two
-    run side by side or the test fails."""
+    order they happened, the set of lesson numbers that fail, and each lesson's notebook as it was given to run. 01
+    waits (up to 60 s) for 02 to start, so the two run side by side or the test fails."""
     import faceattr.notebook as notebook
 
     events, lock, failing, started = [], threading.Lock(), set(), {number: threading.Event() for number in "0123456789"}
+    given = {}
 
     def run_notebook(cells, target, parameters, kernel):
         number = target.name[:2]
         with lock:
             events.append(("start", number))
+            given[number] = cells
         started[number[-1]].set()
         if number == "01":
             events.append(("02 seen", started["2"].wait(60)))
@@ -244,11 +250,11 @@ def fake_lessons(monkeypatch):
     monkeypatch.setattr(notebook, "start_kernel", lambda *args: None)
     monkeypatch.setattr(notebook, "stop_kernel", lambda kernel: None)
     monkeypatch.setattr(notebook, "run_notebook", run_notebook)
-    return events, failing
+    return events, failing, given
 
 
 def test_lessons_start_after_what_they_read_two_at_a_time_in_order(fake_lessons, tmp_path):
-    events, _ = fake_lessons
+    events, _, _ = fake_lessons
     written = execute_notebooks(lesson_notebooks(), {}, "sample", tmp_path, report=lambda line: None)
     assert [path.name[:2] for path in written] == [f"0{number}" for number in range(1, 10)]
     assert ("02 seen", True) in events   # 01 and 02 ran side by side: neither reads the other's files
@@ -261,7 +267,7 @@ def test_lessons_start_after_what_they_read_two_at_a_time_in_order(fake_lessons,
 
 
 def test_a_failing_lesson_stops_the_sequence_before_the_lessons_that_need_it(fake_lessons, tmp_path):
-    events, failing = fake_lessons
+    events, failing, _ = fake_lessons
     failing.add("04")
     with pytest.raises(SequenceError, match="04_train.ipynb failed in cell 1 \\(ValueError: planted\\)"):
         execute_notebooks(lesson_notebooks(), {}, "sample", tmp_path, report=lambda line: None)
@@ -269,11 +275,25 @@ def test_a_failing_lesson_stops_the_sequence_before_the_lessons_that_need_it(fak
 
 
 def test_when_lessons_side_by_side_both_fail_the_earlier_one_is_reported(fake_lessons, tmp_path):
-    events, failing = fake_lessons
+    events, failing, _ = fake_lessons
     failing.update({"01", "02"})   # an empty data folder: both read it, either may fail first
     with pytest.raises(SequenceError, match="^01_parse_data.ipynb failed"):
         execute_notebooks(lesson_notebooks(), {}, "sample", tmp_path, report=lambda line: None)
     assert {number for kind, number in events if kind == "start"} == {"01", "02"}
+
+
+def test_the_core_path_runs_01_to_06_without_their_extension_cells_and_says_what_it_skips(fake_lessons, tmp_path):
+    _, _, given = fake_lessons
+    said = []
+    written = execute_notebooks(lesson_notebooks(), {}, "sample", tmp_path, report=said.append, path_name="core")
+    lessons = {path.name[:2]: path for path in lesson_notebooks()}
+    assert [path.name[:2] for path in written] == sorted(given) == ["01", "02", "03", "04", "05", "06"]
+    for number, notebook in given.items():
+        whole = nbformat.read(lessons[number], 4).cells
+        assert [cell.source for cell in notebook.cells] == [cell.source for cell in whole if not is_extension(cell)]
+        assert len(notebook.cells) < len(whole) or number == "01", number   # 02 to 06 have extension sections
+    assert [line.split()[0] for line in said if "skipped (not on the core path)" in line] == [
+        lessons[number].name for number in ("07", "08", "09")]
 
 
 def test_lessons_side_by_side_run_in_the_run_folder_and_leave_the_process_where_it_was(tmp_path, monkeypatch):

@@ -228,6 +228,7 @@ def error_output(path):
                 if output.output_type == "error")
 
 
+@pytest.mark.slow
 def test_a_broken_edit_is_one_line_per_problem_in_notebook_03_and_again_in_04(tmp_path):
     """Notebook 03 edited as a student might (another input size, no age head, the race head renamed with 4 units,
     a sigmoid on gender) stops at its check; 04, given such a model, stops when it loads it. No TensorFlow
