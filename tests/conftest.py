@@ -53,9 +53,9 @@ def training_call(code: str) -> bool:
     return any(call in line and "== 2" not in line for line in code.splitlines() for call in TRAINING_CALLS)
 
 
-# The longest scopes start first, so that two workers finish together: the lesson notebooks (one scope, about 6 of
-# the suite's minutes), then the few files whose tests run whole notebook sequences or wheels, then the longest of
-# those marked `slow` (MTCNN on real photos, lessons run with papermill, a browser).
+# The longest scopes start first, so that two workers finish together: the lesson notebooks (one scope, about as
+# long as all the rest together), then the files whose tests run a whole sequence from a wheel or train for every
+# solution, then the longest of those marked `slow` (MTCNN on real photos, lessons run with papermill, a browser).
 LONGEST_FIRST = ("test_install.py", "test_solutions.py", "test_sequence.py",
                  "test_photocases.py", "test_student_model.py", "test_lab.py")
 
