@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from faceattr.notebook import LESSON_NEEDS
+
 # nbval's kernels inherit this: "auto" data means the synthetic sample even where data/UTKFace exists,
 # so the stored notebook outputs compare.
 os.environ["FACEATTR_DATA"] = "sample"
@@ -24,6 +26,9 @@ TRAINING_CALLS = ("fit(", "train_run(", "train_recipe(", "run_sequence(", '"trai
                   '"faceattr.cli", "run"', '[faceattr, "run"')
 FIRST_TRAINING_NOTEBOOK = "04"
 LESSONS_GROUP = "lessons"
+# A lesson that reads no other's files and whose files no other reads (02) is a scope of its own under pytest-xdist,
+# which the other worker takes while the rest run in order.
+ON_ITS_OWN = {f"{number:02d}" for number in range(1, 10)} - set(LESSON_NEEDS) - set().union(*LESSON_NEEDS.values())
 
 
 def code_of(function: object) -> str:
@@ -91,18 +96,19 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
     """pytest-xdist's workers (`-n 2`) share the suite by scope: the lesson notebooks are one scope, run in order on
-    one worker (05 to 09 read the run 04 trains); each test file is another, so its module fixtures are built once."""
+    one worker (05 to 09 read the run 04 trains), but for those ON_ITS_OWN; each test file is another, so its module
+    fixtures are built once."""
     from xdist.scheduler import LoadScopeScheduling
 
     config.option.loadscopereorder = False   # keep the collection's order: the longest scopes first
 
     class LessonsInOrder(LoadScopeScheduling):
-        """LoadScopeScheduling with every notebook in one scope."""
+        """LoadScopeScheduling with the notebooks that read each other's files in one scope."""
 
         def _split_scope(self, nodeid: str) -> str:
-            """The scope of a test: its file, or LESSONS_GROUP for a notebook's cells."""
+            """The scope of a test: its file, or LESSONS_GROUP for the cells of a notebook not ON_ITS_OWN."""
             path = nodeid.split("::", 1)[0]
-            return LESSONS_GROUP if path.endswith(".ipynb") else path
+            return LESSONS_GROUP if path.endswith(".ipynb") and Path(path).name[:2] not in ON_ITS_OWN else path
 
     return LessonsInOrder(config, log)
 
