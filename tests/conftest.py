@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceattr.notebook import LESSON_NEEDS
+from faceattr.notebook import LESSON_NEEDS, lesson_notebooks
 
 # nbval's kernels inherit this: "auto" data means the synthetic sample even where data/UTKFace exists,
 # so the stored notebook outputs compare.
@@ -28,7 +28,7 @@ FIRST_TRAINING_NOTEBOOK = "04"
 LESSONS_GROUP = "lessons"
 # A lesson that reads no other's files and whose files no other reads (02) is a scope of its own under pytest-xdist,
 # which the other worker takes while the rest run in order.
-ON_ITS_OWN = {f"{number:02d}" for number in range(1, 10)} - set(LESSON_NEEDS) - set().union(*LESSON_NEEDS.values())
+ON_ITS_OWN = {path.name[:2] for path in lesson_notebooks()} - set(LESSON_NEEDS) - set().union(*LESSON_NEEDS.values())
 
 
 def code_of(function: object) -> str:
